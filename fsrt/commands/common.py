@@ -1,0 +1,43 @@
+"""Helpers shared by CLI commands: JSON output, rich console, model/size arguments."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from fsrt.errors import FsrtError
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document to stdout and nothing else there.")
+
+
+def console():
+    """A rich console on stdout (plain text when piped)."""
+    from rich.console import Console
+
+    return Console()
+
+
+def err_console():
+    """A rich console on stderr, for progress and notes that must not pollute --json output."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_json(doc) -> None:
+    """Write ``doc`` as one JSON document to stdout."""
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def positive_int(what: str):
+    """A click callback rejecting non-positive integers with a one-line error."""
+
+    def check(ctx, param, value):
+        if value is not None and value <= 0:
+            raise FsrtError(f"{what} must be a positive integer, got {value}")
+        return value
+
+    return check
