@@ -14,10 +14,10 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 def console():
-    """A rich console on stdout (plain text when piped)."""
+    """A rich console on stdout; when piped it is wide enough that tables are never truncated."""
     from rich.console import Console
 
-    return Console()
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def err_console():

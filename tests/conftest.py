@@ -1,0 +1,49 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ZOO = REPO.parent / "shared" / "reference" / "zoo.json"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+def run_fsrt(*args: str, cwd: str | Path | None = None, env: dict | None = None, timeout: int = 600) -> CliResult:
+    """Run the real ``fsrt`` console entry point in a subprocess (true exit codes and streams)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", "from fsrt.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_one_line_error(res: CliResult, *fragments: str, code: int = 2) -> None:
+    """Bad input: exit code, exactly one stderr line starting with 'error:', no traceback."""
+    assert res.code == code, (res.code, res.err)
+    lines = [ln for ln in res.err.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.err
+    assert lines[0].startswith("error: "), res.err
+    assert "Traceback" not in res.err
+    for frag in fragments:
+        assert frag.lower() in lines[0].lower(), (frag, lines[0])
+
+
+@pytest.fixture
+def fsrt_cli():
+    return run_fsrt
