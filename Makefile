@@ -27,7 +27,7 @@ test: install lint
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -q
 
 bench: install
-	$(VENV)/bin/fsrt models
+	$(VENV)/bin/fsrt bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,139 @@
+"""ONNX-based runners: ONNX Runtime (CPU, CUDA with IOBinding, TensorRT EP) and OpenVINO."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fsrt.bench.runners import PrepareContext, Runner, module_available
+
+_ORT_DTYPE = {"fp32": np.float32, "fp16": np.float16, "bf16": None}
+
+
+def _ort_providers() -> list[str]:
+    if not module_available("onnxruntime"):
+        return []
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+class OrtRunner(Runner):
+    """ONNX Runtime with the device's provider: CPU EP on CPU, CUDA EP (IOBinding) on GPU."""
+
+    name = "ort"
+    provider_cpu, provider_cuda = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+    def provider(self, device: str) -> str:
+        return self.provider_cuda if device.startswith("cuda") else self.provider_cpu
+
+    def unavailable_reason(self, device: str) -> str | None:
+        if not module_available("onnxruntime"):
+            return "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu for CUDA)"
+        want = self.provider(device)
+        if want not in _ort_providers():
+            return f"ONNX Runtime here has no {want} (install onnxruntime-gpu with a matching CUDA)"
+        return super().unavailable_reason(device)
+
+    def session_providers(self, ctx: PrepareContext) -> list:
+        return [self.provider(ctx.device)]
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        import onnxruntime as ort
+
+        if ctx.precision == "bf16":
+            raise RuntimeError("ONNX Runtime has no bf16 convolution kernels; measure bf16 with OpenVINO or eager")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = ctx.threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        path = ctx.onnx_path(ctx.precision)
+        self.session = ort.InferenceSession(str(path), opts, providers=self.session_providers(ctx))
+        self.input_name = self.session.get_inputs()[0].name
+        self.dtype = _ORT_DTYPE[ctx.precision]
+        self.device = ctx.device
+        self._precision_note = f"{ctx.precision} graph, {self.session.get_providers()[0]}"
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x.astype(self.dtype)})[0].astype(np.float64)
+
+    def call(self, x: np.ndarray) -> Callable[[], object]:
+        feed = {self.input_name: np.ascontiguousarray(x.astype(self.dtype))}
+        if not self.device.startswith("cuda"):
+            return lambda: self.session.run(None, feed)
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        dev = ort.OrtValue.ortvalue_from_numpy(feed[self.input_name], "cuda", 0)
+        binding.bind_ortvalue_input(self.input_name, dev)
+        binding.bind_output(self.session.get_outputs()[0].name, "cuda")
+        self._precision_note += ", IOBinding"
+
+        def run():
+            self.session.run_with_iobinding(binding)
+
+        return run
+
+    def close(self) -> None:
+        self.session = None
+
+
+class OrtTensorRtRunner(OrtRunner):
+    """ONNX Runtime's TensorRT execution provider (falls back to CUDA for unsupported nodes)."""
+
+    name = "ort-trt"
+    devices = ("cuda",)
+
+    def unavailable_reason(self, device: str) -> str | None:
+        if not device.startswith("cuda"):
+            return "the TensorRT execution provider needs a CUDA GPU"
+        if "TensorrtExecutionProvider" not in _ort_providers():
+            return "ONNX Runtime here has no TensorrtExecutionProvider (onnxruntime-gpu built with TensorRT)"
+        return super().unavailable_reason(device)
+
+    def session_providers(self, ctx: PrepareContext) -> list:
+        cache = ctx.workdir / "ort-trt-cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        return [("TensorrtExecutionProvider", {"trt_fp16_enable": ctx.precision == "fp16",
+                                               "trt_engine_cache_enable": True,
+                                               "trt_engine_cache_path": str(cache)}),
+                "CUDAExecutionProvider"]
+
+
+class OpenVinoRunner(Runner):
+    """OpenVINO CPU plugin with an explicit precision hint (it defaults to bf16 on CPUs with
+    bf16 units); the precision it reports back is recorded."""
+
+    name = "openvino"
+    devices = ("cpu",)
+    hints = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+
+    def unavailable_reason(self, device: str) -> str | None:
+        if not module_available("openvino"):
+            return "openvino is not installed (pip install openvino)"
+        return super().unavailable_reason(device)
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        hint = self.hints[ctx.precision]
+        self.compiled = core.compile_model(str(ctx.onnx_path("fp32")), "CPU", {
+            "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": ctx.threads, "PERFORMANCE_HINT": "LATENCY"})
+        actual = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self._precision_note = f"hint {hint}, runs {actual.replace('<Type: ', '').rstrip('>')}"
+        self.request = self.compiled.create_infer_request()
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.request.infer([x.astype(np.float32)])[0], dtype=np.float64)
+
+    def call(self, x: np.ndarray) -> Callable[[], object]:
+        import openvino as ov
+
+        self.request.set_input_tensor(ov.Tensor(np.ascontiguousarray(x.astype(np.float32))))
+        return self.request.infer
+
+    def close(self) -> None:
+        self.request = self.compiled = None

@@ -1,0 +1,241 @@
+"""Runners: one interface over every runtime fsrt measures.
+
+A runner says whether it can run here (and why not), prepares a model for a batch size and
+precision, runs it for the parity check, and hands the timing harness a no-argument call with
+its input already bound. PyTorch runners live here; ONNX-based ones in ``runner_onnx`` and the
+native TensorRT one in ``runner_trt``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fsrt.errors import FsrtError
+
+
+@dataclass
+class PrepareContext:
+    """Everything a runner needs to prepare one model variant.
+
+    ``model`` is the fp32 eval-mode module on CPU (BN statistics calibrated); ``onnx_path``
+    exports (once, cached per precision) and returns the ONNX file for ONNX-based runners.
+    """
+
+    model: object
+    spec: object
+    batch: int
+    precision: str
+    device: str
+    threads: int
+    workdir: Path
+    onnx_path: Callable[[str], Path]
+    channels_last: bool = False
+    cuda_graphs: bool = False
+    notes: dict = field(default_factory=dict)
+
+
+class Runner:
+    """Base class. Subclasses set ``name`` and implement ``prepare``, ``infer`` and ``call``."""
+
+    name = "runner"
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    slow_build = False  # multi-minute preparation: left out of ``auto`` on CPU
+
+    def unavailable_reason(self, device: str) -> str | None:
+        """None if this runner can run on ``device`` here, else a one-line reason with a fix."""
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        if kind not in self.devices:
+            return f"{self.name} does not run on {kind}"
+        return None
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        """Build/compile/load the model for ``ctx.batch`` and ``ctx.precision``."""
+        raise NotImplementedError
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Run once on a float32 NCHW batch and return the logits as float64 numpy."""
+        raise NotImplementedError
+
+    def call(self, x: np.ndarray) -> Callable[[], object]:
+        """A no-argument callable running one inference on ``x`` (bound, device-resident)."""
+        raise NotImplementedError
+
+    def precision_note(self) -> str:
+        """The precision as the runtime actually applies it (recorded with every point)."""
+        return getattr(self, "_precision_note", "")
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+def _torch_dtype(precision: str):
+    import torch
+
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+class EagerRunner(Runner):
+    """PyTorch eager: fp32, or fp16/bf16 autocast; optional channels_last and CUDA graphs."""
+
+    name = "eager"
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        import copy
+
+        import torch
+
+        self.device = ctx.device
+        self.model = copy.deepcopy(ctx.model).to(ctx.device).eval()
+        self.memory_format = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        if ctx.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.autocast = _torch_dtype(ctx.precision)
+        self.cuda_graphs = ctx.cuda_graphs and ctx.device.startswith("cuda")
+        self._precision_note = "fp32" if self.autocast is None else f"autocast {ctx.precision}"
+        if ctx.channels_last:
+            self._precision_note += ", channels_last"
+
+    def _forward(self, x):
+        import torch
+
+        with torch.inference_mode():
+            if self.autocast is None:
+                return self.model(x)
+            with torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=self.autocast):
+                return self.model(x)
+
+    def _to_device(self, x: np.ndarray):
+        import torch
+
+        return torch.from_numpy(x).to(self.device).contiguous(memory_format=self.memory_format)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self._forward(self._to_device(x)).double().cpu().numpy()
+
+    def call(self, x: np.ndarray) -> Callable[[], object]:
+        import torch
+
+        xt = self._to_device(x)
+        if not self.cuda_graphs:
+            return lambda: self._forward(xt)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self._forward(xt)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._graph_out = self._forward(xt)
+        self._precision_note += ", CUDA graph"
+        return graph.replay
+
+    def close(self) -> None:
+        self.model = None
+
+
+def _has_cxx_compiler() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+class CompileRunner(EagerRunner):
+    """``torch.compile`` (Inductor, weights frozen into the graph)."""
+
+    name = "compile"
+    slow_build = True
+
+    def unavailable_reason(self, device: str) -> str | None:
+        if not device.startswith("cuda") and not _has_cxx_compiler():
+            return "torch.compile on CPU needs a C++ compiler (install g++)"
+        return super().unavailable_reason(device)
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        import torch
+
+        super().prepare(ctx)
+        self.model = torch.compile(self.model, options={"freezing": True})
+        self._precision_note += ", inductor freezing"
+
+
+class AotiRunner(EagerRunner):
+    """AOTInductor: ``torch.export`` + ahead-of-time compiled package, loaded and run."""
+
+    name = "aoti"
+    slow_build = True
+
+    def unavailable_reason(self, device: str) -> str | None:
+        import torch
+
+        if not hasattr(torch._inductor, "aoti_compile_and_package"):
+            return f"this torch ({torch.__version__}) has no AOTInductor packaging"
+        if not device.startswith("cuda") and not _has_cxx_compiler():
+            return "AOTInductor on CPU needs a C++ compiler (install g++)"
+        return super().unavailable_reason(device)
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        import torch
+
+        super().prepare(ctx)
+        example = torch.randn(ctx.batch, 3, ctx.spec.resolution, ctx.spec.resolution, device=ctx.device)
+        example = example.contiguous(memory_format=self.memory_format)
+        with torch.inference_mode():
+            program = torch.export.export(self.model, (example,))
+        pkg = ctx.workdir / f"aoti-b{ctx.batch}-{ctx.precision}-{ctx.device.replace(':', '')}.pt2"
+        pkg.parent.mkdir(parents=True, exist_ok=True)
+        path = torch._inductor.aoti_compile_and_package(program, package_path=str(pkg))
+        self.model = torch._inductor.aoti_load_package(path)
+        self._precision_note += ", AOTInductor package"
+
+
+def all_runners() -> dict[str, type[Runner]]:
+    """Every runner class by CLI name (in report order)."""
+    from fsrt.bench.runner_onnx import OpenVinoRunner, OrtRunner, OrtTensorRtRunner
+    from fsrt.bench.runner_trt import TensorRtRunner
+
+    return {"eager": EagerRunner, "compile": CompileRunner, "aoti": AotiRunner, "ort": OrtRunner,
+            "ort-trt": OrtTensorRtRunner, "trt": TensorRtRunner, "openvino": OpenVinoRunner}
+
+
+def select_runners(text: str, device: str) -> tuple[list[Runner], dict[str, str]]:
+    """Parse ``--runtimes`` into runners that can run here plus ``{name: reason}`` for the rest.
+
+    ``auto``: every available runtime except those with multi-minute builds on CPU (compile,
+    aoti); ``all``: every available runtime; otherwise a comma list of names.
+    """
+    classes = all_runners()
+    key = (text or "auto").strip().lower()
+    if key in ("auto", "all"):
+        names = list(classes)
+    else:
+        names = [n.strip() for n in key.split(",") if n.strip()]
+        if not names:
+            raise FsrtError(f"--runtimes {text!r} names no runtime; choose from auto, all, {', '.join(classes)}")
+        unknown = [n for n in names if n not in classes]
+        if unknown:
+            raise FsrtError(f"unknown runtime {unknown[0]!r}; choose from auto, all, {', '.join(classes)}")
+    runners, skipped = [], {}
+    for n in dict.fromkeys(names):
+        runner = classes[n]()
+        reason = runner.unavailable_reason(device)
+        if reason is None and key == "auto" and runner.slow_build and not device.startswith("cuda"):
+            reason = "left out of --runtimes auto on CPU (multi-minute compile per model); ask for it by name"
+        if reason:
+            skipped[n] = reason
+        else:
+            runners.append(runner)
+    return runners, skipped
+
+
+def module_available(name: str) -> bool:
+    """True if ``name`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False

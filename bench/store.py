@@ -1,0 +1,209 @@
+"""The results store: an embedded SQLite database keyed by machine fingerprint.
+
+One file (``runs/fsrt.db`` by default) holds every measured point of every run on every
+machine. A point is identified by ``(machine_id, key)`` where ``key`` hashes everything that
+determines the measurement (spec, runtime, precision, batch, resolution, threads, options), so
+an interrupted or repeated sweep finds its finished points and skips them, and databases from
+several machines can be merged. The schema is versioned: a newer schema or a corrupt file is a
+clear error, never an overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from fsrt.errors import FsrtError
+
+SCHEMA_VERSION = 1
+
+# Columns of a point, in order. Times in milliseconds, memory in bytes, floors in milliseconds.
+POINT_COLUMNS = {
+    "model": "TEXT", "base": "TEXT", "family": "TEXT", "strategy": "TEXT", "alpha": "REAL", "s": "REAL",
+    "flops_mult": "REAL", "runtime": "TEXT", "precision": "TEXT", "batch": "INTEGER", "resolution": "INTEGER",
+    "device": "TEXT", "threads": "INTEGER", "flops": "INTEGER", "params": "INTEGER", "acts": "INTEGER",
+    "status": "TEXT", "reason": "TEXT", "median_ms": "REAL", "p90_ms": "REAL", "p99_ms": "REAL", "mean_ms": "REAL",
+    "min_ms": "REAL", "cv": "REAL", "n": "INTEGER", "unstable": "INTEGER", "peak_mem_bytes": "INTEGER",
+    "l2": "TEXT", "parity_max_abs": "REAL", "parity_max_rel": "REAL", "floor_compulsory_ms": "REAL",
+    "floor_layer_ms": "REAL", "spec_json": "TEXT", "created": "REAL",
+}
+STATUSES = ("ok", "parity_failed", "error", "unstable")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS machines (id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, machine_id TEXT NOT NULL REFERENCES machines(id),
+    created REAL NOT NULL, config TEXT NOT NULL, finished REAL);
+CREATE TABLE IF NOT EXISTS ceilings (
+    machine_id TEXT NOT NULL, device TEXT NOT NULL, dtype TEXT NOT NULL, threads INTEGER NOT NULL,
+    peak_flops REAL NOT NULL, copy_bytes_per_s REAL NOT NULL, measured REAL NOT NULL,
+    PRIMARY KEY (machine_id, device, dtype, threads));
+CREATE TABLE IF NOT EXISTS points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, machine_id TEXT NOT NULL, key TEXT NOT NULL,
+    {", ".join(f"{c} {t}" for c, t in POINT_COLUMNS.items())},
+    UNIQUE (machine_id, key));
+CREATE TABLE IF NOT EXISTS run_points (
+    run_id INTEGER NOT NULL REFERENCES runs(id), point_id INTEGER NOT NULL REFERENCES points(id),
+    PRIMARY KEY (run_id, point_id));
+CREATE TABLE IF NOT EXISTS unavailable (
+    run_id INTEGER NOT NULL REFERENCES runs(id), runtime TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (run_id, runtime));
+"""
+
+
+class Store:
+    """A results database. Use as a context manager or call ``close()``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and self.path.is_dir():
+            raise FsrtError(f"results database {self.path} is a directory; pass a file path")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise FsrtError(f"cannot create the results folder {self.path.parent}: a file is in the way") from None
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            self._check_and_migrate()
+        except sqlite3.DatabaseError as e:
+            raise FsrtError(f"results database {self.path} is corrupt or not SQLite ({e}); move it aside "
+                            "and rerun (nothing was changed)") from None
+
+    def _check_and_migrate(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise FsrtError(f"results database {self.path} has schema version {version}, newer than this "
+                                f"fsrt understands ({SCHEMA_VERSION}); upgrade fsrt or use another --db")
+            if version < 1:
+                raise FsrtError(f"results database {self.path} has no usable schema version; move it aside")
+            return
+        if tables:
+            raise FsrtError(f"{self.path} is an SQLite database but not an fsrt results store; use another --db")
+        with self.db:
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # -- context manager -----------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- machines and runs ---------------------------------------------------------------
+    def add_machine(self, machine_id: str, fingerprint: dict) -> None:
+        """Record a machine (idempotent)."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO machines VALUES (?, ?, ?)",
+                            (machine_id, json.dumps(fingerprint, sort_keys=True), time.time()))
+
+    def machines(self) -> dict[str, dict]:
+        """All machines: id -> fingerprint."""
+        return {r["id"]: json.loads(r["fingerprint"]) for r in self.db.execute("SELECT * FROM machines")}
+
+    def start_run(self, name: str, machine_id: str, config: dict) -> int:
+        """Open a run, or reopen the latest run with this name, machine and config (resume)."""
+        cfg = json.dumps(config, sort_keys=True)
+        row = self.db.execute("SELECT id FROM runs WHERE name=? AND machine_id=? AND config=? ORDER BY id DESC LIMIT 1",
+                              (name, machine_id, cfg)).fetchone()
+        if row:
+            return int(row["id"])
+        with self.db:
+            cur = self.db.execute("INSERT INTO runs (name, machine_id, created, config) VALUES (?, ?, ?, ?)",
+                                  (name, machine_id, time.time(), cfg))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int) -> None:
+        """Mark a run finished."""
+        with self.db:
+            self.db.execute("UPDATE runs SET finished=? WHERE id=?", (time.time(), run_id))
+
+    def runs(self) -> list[dict]:
+        """All runs with their point counts, newest last."""
+        rows = self.db.execute(
+            "SELECT r.*, COUNT(rp.point_id) AS n_points FROM runs r LEFT JOIN run_points rp ON rp.run_id = r.id "
+            "GROUP BY r.id ORDER BY r.id").fetchall()
+        return [{**dict(r), "config": json.loads(r["config"])} for r in rows]
+
+    def run(self, ref: str | int) -> dict:
+        """A run by id or by name (the latest of that name)."""
+        runs = self.runs()
+        for r in reversed(runs):
+            if str(r["id"]) == str(ref) or r["name"] == str(ref):
+                return r
+        names = ", ".join(sorted({r["name"] for r in runs})) or "none yet"
+        raise FsrtError(f"no run {ref!r} in {self.path} (runs: {names})")
+
+    # -- points --------------------------------------------------------------------------
+    def find_point(self, machine_id: str, key: str) -> dict | None:
+        """The stored point for this machine and key, if measured before."""
+        row = self.db.execute("SELECT * FROM points WHERE machine_id=? AND key=?", (machine_id, key)).fetchone()
+        return dict(row) if row else None
+
+    def put_point(self, run_id: int, machine_id: str, key: str, record: dict) -> int:
+        """Insert or replace a point and link it to the run; committed immediately (crash-safe resume)."""
+        unknown = set(record) - set(POINT_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown point fields {sorted(unknown)}")
+        values = {c: record.get(c) for c in POINT_COLUMNS}
+        values["created"] = values["created"] or time.time()
+        cols = ", ".join(POINT_COLUMNS)
+        marks = ", ".join("?" for _ in POINT_COLUMNS)
+        with self.db:
+            updates = ", ".join(f"{c}=excluded.{c}" for c in POINT_COLUMNS)  # upsert keeps the id runs link to
+            self.db.execute(f"INSERT INTO points (machine_id, key, {cols}) VALUES (?, ?, {marks}) "
+                            f"ON CONFLICT(machine_id, key) DO UPDATE SET {updates}",
+                            (machine_id, key, *values.values()))
+            pid = self.db.execute("SELECT id FROM points WHERE machine_id=? AND key=?", (machine_id, key)).fetchone()[0]
+            self.db.execute("INSERT OR IGNORE INTO run_points VALUES (?, ?)", (run_id, pid))
+        return int(pid)
+
+    def link_point(self, run_id: int, point_id: int) -> None:
+        """Attach an already-measured point to a run (resume and reuse)."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO run_points VALUES (?, ?)", (run_id, point_id))
+
+    def run_points(self, run_id: int) -> list[dict]:
+        """Every point of a run, with its machine id."""
+        rows = self.db.execute("SELECT p.* FROM points p JOIN run_points rp ON rp.point_id = p.id WHERE rp.run_id=? "
+                               "ORDER BY p.id", (run_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def set_unavailable(self, run_id: int, runtime: str, reason: str) -> None:
+        """Record that a runtime could not run in this run, and why."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO unavailable VALUES (?, ?, ?)", (run_id, runtime, reason))
+
+    def unavailable(self, run_id: int) -> dict[str, str]:
+        """Runtimes skipped in a run: name -> reason."""
+        rows = self.db.execute("SELECT * FROM unavailable WHERE run_id=?", (run_id,))
+        return {r["runtime"]: r["reason"] for r in rows}
+
+    # -- ceilings ------------------------------------------------------------------------
+    def put_ceiling(self, machine_id: str, device: str, dtype: str, threads: int, peak_flops: float,
+                    copy_bytes_per_s: float) -> None:
+        """Store a measured matmul peak (FLOP/s, 2 per multiply-add) and copy bandwidth (bytes/s)."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO ceilings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (machine_id, device, dtype, threads, peak_flops, copy_bytes_per_s, time.time()))
+
+    def ceiling(self, machine_id: str, device: str, dtype: str, threads: int) -> dict | None:
+        """A stored ceiling, if measured."""
+        row = self.db.execute("SELECT * FROM ceilings WHERE machine_id=? AND device=? AND dtype=? AND threads=?",
+                              (machine_id, device, dtype, threads)).fetchone()
+        return dict(row) if row else None
+
+    def ceilings(self, machine_id: str) -> list[dict]:
+        """All ceilings measured on a machine."""
+        return [dict(r) for r in self.db.execute("SELECT * FROM ceilings WHERE machine_id=?", (machine_id,))]
