@@ -1,0 +1,342 @@
+"""Export a model to ONNX: BN folded, dynamo exporter, onnxslim, checks, metadata, parity.
+
+``export_onnx`` is the one entry point (the CLI and the benchmark call it). The graph is
+exported from a BN-folded copy of the model in the requested precision (fp16/bf16 graphs
+are real half-precision graphs, which TensorRT's strongly typed builder needs), simplified
+with onnxslim, validated by the ONNX checker and strict shape inference, stamped with the
+spec and its complexity as metadata props, checked for parity against the fp32 PyTorch
+model, and only then moved atomically into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fsrt.errors import CheckFailed, FsrtError
+from fsrt.io import current_umask
+from fsrt.spec import ModelSpec
+
+from .parity import Parity, check_parity, skipped
+from .precision import get_precision, torch_dtype
+from .trt_config import BatchSpec, batch_spec
+
+MIN_OPSET = 18  # the dynamo exporter emits opset 18+ natively; older targets silently fall back
+DEFAULT_OPSET = 20
+BF16_MIN_OPSET = 22  # Conv, Gemm, pools etc. accept bfloat16 from opset 22 on
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+META_SPEC, META_COMPLEXITY, META_PRECISION, META_INPUT, META_VERSION = (
+    "fsrt.spec", "fsrt.complexity", "fsrt.precision", "fsrt.input", "fsrt.version")
+_QUIET_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "onnxscript", "onnx_ir", "torch.fx")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_onnx`` produced."""
+
+    path: Path
+    opset: int
+    precision: str
+    input_shape: tuple  # ("batch" or N, C, H, W)
+    dynamic_batch: tuple[int, int, int] | None
+    nodes_by_type: dict[str, int]
+    parity: Parity
+    seconds: float
+    size_bytes: int
+    spec: ModelSpec
+    complexity: dict
+    bn_folded: int
+    stage_seconds: dict = field(default_factory=dict)
+
+    @property
+    def node_count(self) -> int:
+        """Total number of graph nodes."""
+        return sum(self.nodes_by_type.values())
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the CLI's ``--json`` document)."""
+        return {
+            "path": str(self.path), "name": self.spec.name, "opset": self.opset, "precision": self.precision,
+            "input_shape": list(self.input_shape),
+            "dynamic_batch": list(self.dynamic_batch) if self.dynamic_batch else None,
+            "nodes": self.node_count, "nodes_by_type": self.nodes_by_type, "parity": self.parity.to_dict(),
+            "seconds": round(self.seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "size_bytes": self.size_bytes, "bn_folded": self.bn_folded, "complexity": self.complexity,
+        }
+
+
+def max_opset() -> int:
+    """Highest opset the installed ``onnx`` package defines."""
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(opset: int | None, precision: str = "fp32") -> int:
+    """The opset to export (``DEFAULT_OPSET`` when ``None``, 22 for bf16); a clear error outside
+    18..max, or below 22 for bf16 (earlier opsets do not allow bfloat16 convolutions)."""
+    low = BF16_MIN_OPSET if precision == "bf16" else MIN_OPSET
+    if opset is None:
+        return max(DEFAULT_OPSET, low)
+    if precision == "bf16" and isinstance(opset, int) and MIN_OPSET <= opset < low:
+        raise FsrtError(f"opset {opset} cannot hold a bf16 graph: ONNX allows bfloat16 Conv from opset {low} on")
+    hi = max_opset()
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= hi:
+        raise FsrtError(f"opset {opset} is not supported: the dynamo exporter writes opsets {MIN_OPSET}..{hi} "
+                        f"(default {DEFAULT_OPSET})")
+    return opset
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence exporter chatter (warnings, INFO/WARNING logs, stdout prints) so --json stays clean."""
+    saved = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    try:
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def _export_graph(model, example, batch: BatchSpec, opset: int, translation_table=None):
+    """Run the dynamo exporter and return the ONNX ModelProto."""
+    import torch
+
+    kwargs = {}
+    if batch.dynamic:
+        kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch", min=batch.min, max=batch.max)}}
+    if translation_table:
+        kwargs["custom_translation_table"] = translation_table
+    with _quiet():
+        try:
+            program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, verbose=False,
+                                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], optimize=True,
+                                        **kwargs)
+        except Exception as e:
+            raise FsrtError(f"the ONNX exporter failed: {_first_line(e)}") from e
+    return program.model_proto
+
+
+def _slim(proto):
+    """Simplify the graph with onnxslim (constant folding, dead-node and redundancy removal)."""
+    import onnxslim
+
+    with _quiet():
+        try:
+            return onnxslim.slim(proto)
+        except Exception as e:
+            raise FsrtError(f"onnxslim failed to simplify the graph: {_first_line(e)}") from e
+
+
+def _set_metadata(proto, spec: ModelSpec, cx: dict, precision: str, input_shape: tuple, batch: BatchSpec) -> None:
+    """Write the spec, its complexity, precision and input description as metadata props."""
+    from fsrt import __version__
+
+    props = {
+        META_SPEC: spec.to_json(),
+        META_COMPLEXITY: json.dumps(cx),
+        META_PRECISION: precision,
+        META_INPUT: json.dumps({"name": INPUT_NAME, "shape": list(input_shape),
+                                "dynamic_batch": [batch.min, batch.opt, batch.max] if batch.dynamic else None}),
+        META_VERSION: __version__,
+    }
+    keep = [p for p in proto.metadata_props if p.key not in props]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "fsrt"
+    proto.producer_version = __version__
+    proto.doc_string = f"{spec.name or spec.family} exported by fsrt {__version__}"
+
+
+def _validate(proto, custom_domains: bool) -> None:
+    """ONNX checker (full check) and strict shape inference; custom-domain graphs get the basic check."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=not custom_domains)
+        if not custom_domains:
+            onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except Exception as e:
+        raise CheckFailed(f"the exported graph failed the ONNX checker: {_first_line(e)}") from e
+
+
+def nodes_by_type(proto) -> dict[str, int]:
+    """Node counts by op type (custom domains prefixed, e.g. ``fsrt::group_conv2d``), largest first."""
+    counts = Counter(f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+                     for n in proto.graph.node)
+    return dict(counts.most_common())
+
+
+def _patch_kernels(model) -> dict:
+    """Swap grouped convs for the fsrt Triton kernel op; returns the exporter translation table."""
+    import importlib
+
+    try:
+        kernels = importlib.import_module("fsrt.kernels")
+    except Exception as e:
+        raise FsrtError(f"--triton-group-conv needs fsrt.kernels, which failed to import: {_first_line(e)}") from None
+    patch = getattr(kernels, "patch_model", None)
+    table = getattr(kernels, "onnx_custom_translation_table", None)
+    if patch is None or table is None:
+        raise FsrtError("--triton-group-conv needs fsrt.kernels.patch_model and onnx_custom_translation_table, "
+                        "which this install lacks")
+    patch(model)
+    return table()
+
+
+def check_writable(path: Path) -> None:
+    """Fail early (before any export work) when ``path`` cannot be created."""
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise FsrtError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FsrtError(f"cannot write {path}: no write permission in {folder}")
+
+
+def export_onnx(model_or_spec, path, *, batch: int = 1, dynamic_batch=None, resolution: int | None = None,
+                precision: str = "fp32", opset: int | None = None, parity: bool = True, force: bool = False,
+                ema: bool = False, triton_group_conv: bool = False, seed: int | None = None) -> ExportResult:
+    """Export ``model_or_spec`` to ONNX at ``path`` and return an ``ExportResult``.
+
+    ``model_or_spec``: a ``ModelSpec``, a zoo name / spec file / checkpoint path, or a module
+    from ``fsrt.build_model``. ``dynamic_batch``: ``"MIN:OPT:MAX"`` or a triple (the graph's
+    batch is then symbolic). ``precision``: fp32, fp16 or bf16 (a real half-precision graph).
+    ``parity`` runs the check against PyTorch; failing it raises ``CheckFailed`` with the
+    numbers and leaves nothing at ``path``. An existing ``path`` is replaced only with ``force``.
+    """
+    import torch
+
+    from fsrt.complexity import complexity
+
+    from .bn_fold import count_batchnorm, fold_batchnorm
+    from .model_source import load_model
+
+    start = time.perf_counter()
+    prec = get_precision(precision)
+    opset = check_opset(opset, prec.name)
+    bspec = batch_spec(None if dynamic_batch is not None and batch == 1 else batch, dynamic_batch)
+    if resolution is not None and (not isinstance(resolution, int) or resolution < 8):
+        raise FsrtError(f"resolution must be an integer >= 8 pixels, got {resolution!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise FsrtError(f"{path} is a folder; give a file name such as model.onnx")
+    if path.exists() and not force:
+        raise FsrtError(f"{path} exists; pass --force (force=True) to replace it")
+    check_writable(path)
+
+    stages: dict[str, float] = {}
+    t = time.perf_counter()
+    model, spec = load_model(model_or_spec, ema=ema)
+    res = resolution or spec.resolution
+    folded, n_folded = fold_batchnorm(model)  # a copy: the caller's module keeps its device and weights
+    folded = folded.cpu()
+    table = _patch_kernels(folded) if triton_group_conv else None
+    if count_batchnorm(folded):
+        raise CheckFailed(f"{count_batchnorm(folded)} BatchNorm layers could not be folded into a conv")
+    folded = folded.to(torch_dtype(prec))
+    stages["prepare"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    example = torch.randn(bspec.example, 3, res, res).to(torch_dtype(prec))
+    proto = _export_graph(folded, example, bspec, opset, table)
+    stages["export"] = time.perf_counter() - t
+    t = time.perf_counter()
+    proto = _slim(proto)
+    stages["slim"] = time.perf_counter() - t
+
+    counts = nodes_by_type(proto)
+    if counts.get("BatchNormalization"):
+        raise CheckFailed(f"{counts['BatchNormalization']} BatchNormalization nodes remain after folding")
+    input_shape = ("batch" if bspec.dynamic else bspec.opt, 3, res, res)
+    cx = {**complexity(spec, res).to_dict(), "resolution": res}
+    _set_metadata(proto, spec, cx, prec.name, input_shape, bspec)
+    custom = any(n.domain not in ("", "ai.onnx") for n in proto.graph.node)
+    t = time.perf_counter()
+    _validate(proto, custom)
+    stages["check"] = time.perf_counter() - t
+    if proto.ByteSize() >= 2**31 - 1:
+        raise FsrtError(f"the graph is {proto.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB limit; fsrt does not "
+                        "write ONNX external-data files yet: export at fp16/bf16 or a smaller model")
+    data = proto.SerializeToString()
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise FsrtError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
+        t = time.perf_counter()
+        if not parity:
+            result_parity = skipped(prec.bound, "disabled (--no-parity)")
+        elif custom:
+            result_parity = skipped(prec.bound, "the graph has custom-domain nodes (fsrt kernels) that ONNX Runtime "
+                                                "cannot run; check the engine with 'fsrt bench' instead")
+        else:
+            result_parity = check_parity(tmp, model, batches=bspec.parity_batches(), chw=(3, res, res),
+                                         precision=prec, seed=seed)
+        stages["parity"] = time.perf_counter() - t
+        if result_parity.passed is False:
+            raise CheckFailed(f"{result_parity.summary()}; {path} not written")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+    return ExportResult(path=path, opset=opset, precision=prec.name, input_shape=input_shape,
+                        dynamic_batch=(bspec.min, bspec.opt, bspec.max) if bspec.dynamic else None,
+                        nodes_by_type=counts, parity=result_parity, seconds=time.perf_counter() - start,
+                        size_bytes=len(data), spec=spec, complexity=cx, bn_folded=n_folded, stage_seconds=stages)
+
+
+def read_metadata(onnx_path) -> dict:
+    """The fsrt metadata of an exported graph: ``spec`` (a ``ModelSpec``), ``complexity`` (flops,
+    params, acts, resolution), ``precision``, ``input``, ``fsrt_version`` and ``opset``."""
+    import onnx
+
+    p = Path(onnx_path)
+    if not p.is_file():
+        raise FsrtError(f"ONNX file {p} does not exist")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:
+        raise FsrtError(f"cannot read ONNX file {p}: {_first_line(e)}") from None
+    props = {entry.key: entry.value for entry in model.metadata_props}
+    if META_SPEC not in props:
+        raise FsrtError(f"{p} carries no fsrt metadata (not exported by 'fsrt export')")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {
+        "spec": ModelSpec.from_json(props[META_SPEC]),
+        "complexity": json.loads(props.get(META_COMPLEXITY, "{}")),
+        "precision": props.get(META_PRECISION),
+        "input": json.loads(props.get(META_INPUT, "{}")),
+        "fsrt_version": props.get(META_VERSION),
+        "opset": opset,
+    }
