@@ -14,7 +14,7 @@ import tensorrt as trt
 
 from fsrt.errors import FsrtError
 
-from .trt_config import BuiltEngine, TrtBuildSettings, network_flag_names
+from .trt_config import BuiltEngine, TrtBuildSettings, network_flag_names, uses_fsrt_plugin
 
 
 def build_engine(settings: TrtBuildSettings, cache_in: bytes | None = None) -> BuiltEngine:
@@ -31,6 +31,10 @@ def build_engine(settings: TrtBuildSettings, cache_in: bytes | None = None) -> B
     for name in network_flag_names(trt.__version__, available):
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
+    if uses_fsrt_plugin(settings.onnx_path):  # --triton-group-conv graphs: the plugin must exist before parsing
+        from fsrt.kernels.trt_plugin import register_trt_plugin
+
+        register_trt_plugin()
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(settings.onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]

@@ -240,3 +240,12 @@ def sidecar(settings: TrtBuildSettings, *, trt_version: str, gpu: str, build_sec
         "engine_bytes": engine_bytes,
         "fsrt_version": __version__,
     }
+
+
+def uses_fsrt_plugin(onnx_path: str | Path) -> bool:
+    """True when the graph holds fsrt kernel nodes (domain ``fsrt``), which TensorRT can parse
+    only after ``fsrt.kernels.trt_plugin.register_trt_plugin()`` has registered the plugin."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(node.domain == "fsrt" for node in model.graph.node)

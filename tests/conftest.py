@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist each worker shares the 2 cores with the others: one intra-op thread per
+# worker (and per CLI subprocess it starts) avoids oversubscription stalls on small ops.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ZOO = REPO.parent / "shared" / "reference" / "zoo.json"
 

@@ -173,3 +173,21 @@ def test_custom_domains_need_a_known_plugin(tmp_path):
     assert settings.plugin_domains == ("foo",)
     with pytest.raises(FsrtError, match="custom domain 'foo'"):
         trt_engine.register_plugins(settings.plugin_domains)
+
+
+def test_plugin_graphs_are_detected_for_tensorrt_registration(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fsrt.exporters.trt_config import uses_fsrt_plugin
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    plain = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    custom = helper.make_model(helper.make_graph(
+        [helper.make_node("group_conv2d", ["x"], ["y"], domain="fsrt", plugin_namespace="fsrt")], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("fsrt", 1)])
+    onnx.save(plain, tmp_path / "plain.onnx")
+    onnx.save(custom, tmp_path / "custom.onnx")
+    assert not uses_fsrt_plugin(tmp_path / "plain.onnx")
+    assert uses_fsrt_plugin(tmp_path / "custom.onnx")
