@@ -60,6 +60,8 @@ class Variant:
     s: float
     flops_mult: float
     spec: ModelSpec
+    source: str = ""
+    trained_weights: bool = False  # a checkpoint's own (unscaled) model: run it with its weights
 
     @property
     def spec_hash(self) -> str:
@@ -70,10 +72,11 @@ class Variant:
 
 def plan_variants(plan: BenchPlan) -> list[Variant]:
     """Every (base model, strategy, s) of the plan as a scaled spec."""
-    from fsrt.source import get_spec
+    from fsrt.source import CHECKPOINT_SUFFIXES, get_spec
 
     variants = []
     for source in plan.sources:
+        is_checkpoint = Path(str(source)).suffix.lower() in CHECKPOINT_SUFFIXES
         base = get_spec(source)
         if plan.resolution:
             base = base.replace(resolution=plan.resolution)
@@ -82,8 +85,15 @@ def plan_variants(plan: BenchPlan) -> list[Variant]:
             for s in plan.s_values:
                 scaled = scale_spec(base, strategy, s)
                 name = base_name if s == 1 else scaled.spec.name or f"{base_name}@{strategy.name}:s={s:g}"
-                variants.append(Variant(name, base_name, strategy, s, scaled.flops_multiplier, scaled.spec))
+                same_weights = is_checkpoint and _weight_shapes(scaled.spec) == _weight_shapes(base)
+                variants.append(Variant(name, base_name, strategy, s, scaled.flops_multiplier, scaled.spec,
+                                        str(source), same_weights))
     return variants
+
+
+def _weight_shapes(spec: ModelSpec) -> tuple:
+    """The parts of a spec that decide its parameter shapes (resolution does not)."""
+    return spec.stem, spec.stages, spec.head.width, spec.num_classes
 
 
 def calibrate_batchnorm(model, resolution: int, seed: int, batches: int = 2, batch_size: int = 8) -> None:
@@ -138,9 +148,14 @@ class _Model:
 
             from fsrt.models import build_model
 
-            torch.manual_seed(self.plan.seed)
-            self._model = build_model(self.v.spec)
-            calibrate_batchnorm(self._model, self.v.spec.resolution, self.plan.seed)
+            if self.v.trained_weights:
+                from fsrt.exporters.model_source import load_model
+
+                self._model = load_model(self.v.source)[0].eval()
+            else:
+                torch.manual_seed(self.plan.seed)
+                self._model = build_model(self.v.spec)
+                calibrate_batchnorm(self._model, self.v.spec.resolution, self.plan.seed)
         return self._model
 
     def inputs(self, batch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -224,3 +224,27 @@ def test_bench_out_is_a_file_and_corrupt_db(tmp_path):
                    "--runtimes", "eager", "--db", str(bad), "--out", str(tmp_path / "o"))
     assert_one_line_error(res, "corrupt")
     assert bad.read_bytes() == before
+
+
+def test_checkpoint_source_runs_with_its_weights_unscaled_only(tmp_path):
+    import torch
+
+    from fsrt.bench.sweep_run import _Model
+    from fsrt.models import build_model
+    from fsrt.zoo import zoo_spec
+
+    spec = zoo_spec("RegNetX-200MF").replace(num_classes=10, resolution=32)
+    torch.manual_seed(123)
+    trained = build_model(spec)
+    with torch.no_grad():
+        trained.head.fc.bias.fill_(0.5)  # a weight no initialization produces
+    ckpt = tmp_path / "last.pt"
+    torch.save({"spec": spec.to_dict(), "model": trained.state_dict(), "ema": None}, ckpt)
+    plan = BenchPlan(sources=(str(ckpt),), strategies=(parse_strategy("w"),), s_values=(1.0, 2.0))
+    base, scaled = plan_variants(plan)
+    assert base.trained_weights and not scaled.trained_weights
+    loaded = _Model(base, plan, tmp_path).model.state_dict()
+    for k, v in trained.state_dict().items():
+        assert torch.equal(loaded[k], v), k
+    fresh = _Model(scaled, plan, tmp_path).model
+    assert not torch.all(fresh.head.fc.bias == 0.5)
