@@ -10,30 +10,19 @@ recipe and run settings) and ``history`` (the per-epoch log rows).
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import torch
 
+from fsrt.io import atomic_writer
+
 
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
     """Write ``obj`` with ``torch.save`` so that ``path`` is replaced whole or not at all."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    with atomic_writer(path) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def rng_state() -> dict:
