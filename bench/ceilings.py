@@ -6,8 +6,9 @@ with one multiply-add counted as 2 FLOP; bandwidth counts bytes read plus bytes 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+
+from fsrt.bench.timing import best_of
 
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
@@ -21,19 +22,8 @@ class Ceilings:
 
 
 def _best_seconds(fn, repeats: int, device: str) -> float:
-    import torch
-
     fn()  # warm-up (allocations, kernel selection)
-    best = float("inf")
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_of(fn, repeats, device)
 
 
 def _torch_gemm_flops(n: int, dtype: str, device: str, repeats: int) -> float:

@@ -12,21 +12,12 @@ from __future__ import annotations
 import argparse
 import math
 import random
-import time
 
+from fsrt.bench.timing import best_of
 from fsrt.complexity import complexity
 from fsrt.regnet import RegNetParams, is_valid_regnet
 from fsrt.spec import ModelSpec, StemSpec
 from fsrt.zoo import zoo_names, zoo_spec
-
-
-def _best(fn, repeats: int = 3) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def random_regnets(n: int, seed: int) -> list[RegNetParams]:
@@ -52,9 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     names = zoo_names()
-    t_zoo_spec = _best(lambda: [zoo_spec(n) for n in names])
+    t_zoo_spec = best_of(lambda: [zoo_spec(n) for n in names], 3)
     specs = [zoo_spec(n) for n in names]
-    t_zoo_cx = _best(lambda: [complexity(s) for s in specs])
+    t_zoo_cx = best_of(lambda: [complexity(s) for s in specs], 3)
     print(f"zoo ({len(names)} models): build specs {t_zoo_spec * 1e3:.1f} ms, complexity {t_zoo_cx * 1e3:.1f} ms, "
           f"together {(t_zoo_spec + t_zoo_cx) * 1e3:.1f} ms")
 
@@ -64,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     def generate_and_count():
         return [complexity(ModelSpec("regnety", 224, stem, p.stages())) for p in params]
 
-    t_gen = _best(generate_and_count, repeats=1 if args.n > 20_000 else 3)
+    t_gen = best_of(generate_and_count, 1 if args.n > 20_000 else 3)
     flops = sorted(c.flops for c in generate_and_count())
     print(f"{args.n} random RegNetY specs: generate + expand + complexity {t_gen:.2f} s "
           f"({t_gen / args.n * 1e6:.0f} us per spec); median flops {flops[len(flops) // 2] / 1e9:.2f} G")

@@ -12,12 +12,12 @@ import argparse
 import math
 import random
 import tempfile
-import time
 from pathlib import Path
 
 from fsrt.bench import analysis, plots
 from fsrt.bench.report import write_report
 from fsrt.bench.store import Store
+from fsrt.bench.timing import best_of
 
 RUNTIMES = {"eager": 1.0, "torch.compile": 0.6, "onnxruntime": 0.5, "openvino": 0.33, "aotinductor": 0.55}
 
@@ -53,15 +53,6 @@ def synthetic_points(base: str = "RegNetY-400MF", s_max: float = 32, seed: int =
     return pts
 
 
-def _time(fn, repeat: int) -> float:
-    best = math.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def main(argv: list[str] | None = None) -> None:
     """Print the time (best of ``--repeat``) of each report stage."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,15 +75,15 @@ def main(argv: list[str] | None = None) -> None:
             labels = analysis.series_labels(pts)
             rows = [
                 ("points per run", len(pts), None),
-                ("analysis.summarize", None, _time(lambda: analysis.summarize(pts), args.repeat)),
-                ("plot latency_vs_metrics", None, _time(lambda: plots.latency_vs_metrics(pts, labels), args.repeat)),
-                ("plot latency_vs_s", None, _time(lambda: plots.latency_vs_s(pts, labels), args.repeat)),
-                ("plot roofline", None, _time(lambda: plots.roofline_efficiency(pts, labels), args.repeat)),
-                ("plot memory", None, _time(lambda: plots.memory(pts, labels), args.repeat)),
+                ("analysis.summarize", None, best_of(lambda: analysis.summarize(pts), args.repeat)),
+                ("plot latency_vs_metrics", None, best_of(lambda: plots.latency_vs_metrics(pts, labels), args.repeat)),
+                ("plot latency_vs_s", None, best_of(lambda: plots.latency_vs_s(pts, labels), args.repeat)),
+                ("plot roofline", None, best_of(lambda: plots.roofline_efficiency(pts, labels), args.repeat)),
+                ("plot memory", None, best_of(lambda: plots.memory(pts, labels), args.repeat)),
                 ("write_report, 1 run", None,
-                 _time(lambda: write_report(store, ids[:1], Path(tmp) / "one"), args.repeat)),
+                 best_of(lambda: write_report(store, ids[:1], Path(tmp) / "one"), args.repeat)),
                 ("write_report, 2 runs side by side", None,
-                 _time(lambda: write_report(store, ids, Path(tmp) / "two"), args.repeat)),
+                 best_of(lambda: write_report(store, ids, Path(tmp) / "two"), args.repeat)),
             ]
             size = sum(f.stat().st_size for f in (Path(tmp) / "one").rglob("*") if f.is_file())
             html = (Path(tmp) / "one" / "report.html").stat().st_size

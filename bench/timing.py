@@ -39,45 +39,72 @@ class Timing:
     l2: str
 
 
-def _cpu_sample(fn: Callable[[], object], cfg: TimingConfig) -> list[float]:
-    deadline = time.perf_counter() + cfg.warmup_s
-    done = 0
-    while done < cfg.min_warmup or time.perf_counter() < deadline:
+def best_of(fn: Callable[[], object], repeats: int, device: str = "cpu") -> float:
+    """Shortest wall time in seconds of ``repeats`` calls (synchronizing around each on CUDA).
+
+    For throughput probes (ceilings, benchmark scripts) where the minimum is the figure.
+    """
+    sync = _cuda_sync if device.startswith("cuda") else (lambda: None)
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
         fn()
-        done += 1
-    times: list[float] = []
-    end = time.perf_counter() + cfg.measure_s
-    while len(times) < cfg.max_runs and (len(times) < cfg.min_runs or time.perf_counter() < end):
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _cuda_sync() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+
+
+def _cpu_timer(fn: Callable[[], object], cfg: TimingConfig) -> Callable[[], float]:
+    def time_one() -> float:
         t0 = time.perf_counter_ns()
         fn()
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return times
+        return (time.perf_counter_ns() - t0) / 1e6
+
+    return time_one
 
 
-def _cuda_sample(fn: Callable[[], object], cfg: TimingConfig) -> list[float]:
+def _cuda_timer(fn: Callable[[], object], cfg: TimingConfig) -> Callable[[], float]:
     import torch
 
     flush = None
     if cfg.l2 == "cold":
         l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 64 * 2**20) or 64 * 2**20
         flush = torch.empty(2 * l2 // 4, dtype=torch.float32, device="cuda")
-    deadline = time.perf_counter() + cfg.warmup_s
-    done = 0
-    while done < cfg.min_warmup or time.perf_counter() < deadline:
-        fn()
-        done += 1
-    torch.cuda.synchronize()
-    times: list[float] = []
-    end = time.perf_counter() + cfg.measure_s
-    while len(times) < cfg.max_runs and (len(times) < cfg.min_runs or time.perf_counter() < end):
+
+    def time_one() -> float:
         if flush is not None:
-            flush.zero_()
+            flush.zero_()  # evict the model's data from L2; not inside the timed events
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
         stop.record()
         stop.synchronize()
-        times.append(start.elapsed_time(stop))
+        return start.elapsed_time(stop)
+
+    return time_one
+
+
+def _sample(fn: Callable[[], object], cfg: TimingConfig, device: str) -> list[float]:
+    cuda = device.startswith("cuda")
+    time_one = (_cuda_timer if cuda else _cpu_timer)(fn, cfg)
+    deadline = time.perf_counter() + cfg.warmup_s
+    done = 0
+    while done < cfg.min_warmup or time.perf_counter() < deadline:
+        fn()
+        done += 1
+    if cuda:
+        _cuda_sync()
+    times: list[float] = []
+    end = time.perf_counter() + cfg.measure_s
+    while len(times) < cfg.max_runs and (len(times) < cfg.min_runs or time.perf_counter() < end):
+        times.append(time_one())
     return times
 
 
@@ -88,12 +115,11 @@ def measure(fn: Callable[[], object], cfg: TimingConfig = TimingConfig(), device
     repeated up to ``cfg.retries`` times; the least noisy attempt is kept and flagged
     ``unstable`` if even that one is above the threshold.
     """
-    sample = _cuda_sample if device.startswith("cuda") else _cpu_sample
     best: tuple[LatencyStats, list[float]] | None = None
     attempts = 0
     for _ in range(1 + max(0, cfg.retries)):
         attempts += 1
-        times = sample(fn, cfg)
+        times = _sample(fn, cfg, device)
         stats = LatencyStats.of(times)
         if best is None or stats.cv < best[0].cv:
             best = (stats, times)
