@@ -225,13 +225,9 @@ def main(models, batches, dtypes, layout, all_paths, out, as_json):
     bad += [r for r in rows if r["auto_rel_err"] > TOLERANCE[r["dtype"]]]
     text = json.dumps(doc, indent=1)
     if out:
-        import os
-        import tempfile
+        from fsrt.io import atomic_write_text
 
-        folder = os.path.dirname(os.path.abspath(out))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as fh:
-            fh.write(text)
-        os.replace(fh.name, out)
+        atomic_write_text(out, text)
     if as_json:
         click.echo(text)
     else:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsrt.errors import CheckFailed, FsrtError
-from fsrt.io import current_umask
+from fsrt.io import atomic_write_bytes
 from fsrt.spec import ModelSpec
 
 from .parity import Parity, check_parity, skipped
@@ -282,33 +281,22 @@ def export_onnx(model_or_spec, path, *, batch: int = 1, dynamic_batch=None, reso
                         "write ONNX external-data files yet: export at fp16/bf16 or a smaller model")
     data = proto.SerializeToString()
 
+    t = time.perf_counter()
+    if not parity:
+        result_parity = skipped(prec.bound, "disabled (--no-parity)")
+    elif custom:
+        result_parity = skipped(prec.bound, "the graph has custom-domain nodes (fsrt kernels) that ONNX Runtime "
+                                            "cannot run; check the engine with 'fsrt bench' instead")
+    else:
+        result_parity = check_parity(data, model, batches=bspec.parity_batches(), chw=(3, res, res),
+                                     precision=prec, seed=seed)
+    stages["parity"] = time.perf_counter() - t
+    if result_parity.passed is False:
+        raise CheckFailed(f"{result_parity.summary()}; {path} not written")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write_bytes(path, data)
     except OSError as e:
         raise FsrtError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
-        t = time.perf_counter()
-        if not parity:
-            result_parity = skipped(prec.bound, "disabled (--no-parity)")
-        elif custom:
-            result_parity = skipped(prec.bound, "the graph has custom-domain nodes (fsrt kernels) that ONNX Runtime "
-                                                "cannot run; check the engine with 'fsrt bench' instead")
-        else:
-            result_parity = check_parity(tmp, model, batches=bspec.parity_batches(), chw=(3, res, res),
-                                         precision=prec, seed=seed)
-        stages["parity"] = time.perf_counter() - t
-        if result_parity.passed is False:
-            raise CheckFailed(f"{result_parity.summary()}; {path} not written")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
     return ExportResult(path=path, opset=opset, precision=prec.name, input_shape=input_shape,
                         dynamic_batch=(bspec.min, bspec.opt, bspec.max) if bspec.dynamic else None,

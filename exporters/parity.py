@@ -156,8 +156,9 @@ def _ort_session(model):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def check_parity(onnx_path, model, *, batches, chw, precision: Precision, seed: int | None = None) -> Parity:
-    """Run the graph at ``onnx_path`` in ONNX Runtime (CPU) and compare with ``model`` in float64.
+def check_parity(onnx_model, model, *, batches, chw, precision: Precision, seed: int | None = None) -> Parity:
+    """Run ``onnx_model`` (a path or serialized bytes) in ONNX Runtime (CPU) and compare with
+    ``model`` in float64.
 
     ``batches``: batch sizes to try (one for a static graph; several, including sizes other
     than the export example, for a dynamic one). ``chw``: (channels, height, width).
@@ -171,10 +172,11 @@ def check_parity(onnx_path, model, *, batches, chw, precision: Precision, seed: 
 
     note = None
     if precision.onnx_elem_type == ONNX_BFLOAT16:
-        sess = _ort_session(widen_bf16(onnx.load(str(onnx_path))).SerializeToString())
+        proto = onnx.load_from_string(onnx_model) if isinstance(onnx_model, bytes) else onnx.load(str(onnx_model))
+        sess = _ort_session(widen_bf16(proto).SerializeToString())
         feed_dtype, note = np.float32, BF16_NOTE
     else:
-        sess = _ort_session(str(onnx_path))
+        sess = _ort_session(onnx_model if isinstance(onnx_model, bytes) else str(onnx_model))
         feed_dtype = np.float16 if precision.name == "fp16" else np.float32
     name = sess.get_inputs()[0].name
     max_abs, scale = 0.0, 0.0
