@@ -18,6 +18,7 @@ from fsrt.bench.runners import PrepareContext, Runner
 from fsrt.bench.store import Store
 from fsrt.bench.timing import TimingConfig, measure
 from fsrt.complexity import complexity
+from fsrt.errors import first_line
 from fsrt.scaling import Strategy, scale_spec
 from fsrt.spec import ModelSpec
 
@@ -195,8 +196,7 @@ def relative_error(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:300]}" if text else type(e).__name__
+    return f"{type(e).__name__}: {first_line(e)[:300]}" if str(e).strip() else type(e).__name__
 
 
 def measure_point(runner: Runner, v: Variant, m: _Model, precision: str, batch: int, plan: BenchPlan,

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsrt.errors import CheckFailed, FsrtError
+from fsrt.errors import CheckFailed, FsrtError, first_line
 from fsrt.io import atomic_write_bytes
 from fsrt.spec import ModelSpec
 
@@ -111,8 +111,7 @@ def _quiet():
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+    return first_line(e)[:300]
 
 
 def _export_graph(model, example, batch: BatchSpec, opset: int, translation_table=None):

@@ -18,3 +18,10 @@ class CheckFailed(FsrtError):
     """A check ran to completion and failed (for example an output-parity check)."""
 
     exit_code = 1
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty:
+    third-party errors often span many lines, and fsrt reports one."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fsrt.errors import FsrtError
+from fsrt.errors import FsrtError, first_line
 from fsrt.spec import ModelSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -45,8 +45,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt archives
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FsrtError(f"cannot read checkpoint {p} (corrupt or truncated?): {first[:200]}") from None
+        raise FsrtError(f"cannot read checkpoint {p} (corrupt or truncated?): {first_line(e)[:200]}") from None
     if not isinstance(ckpt, dict) or "spec" not in ckpt:
         raise FsrtError(f"{p} is not an fsrt checkpoint (no 'spec' entry); train with 'fsrt train'")
     return ckpt
