@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from fsrt.fitting import finite_positive, loglog_fit
 
 METRICS = ("flops", "params", "acts")
 COUNTED = ("ok", "unstable")
@@ -21,58 +22,13 @@ SERIES_FIELDS = ("runtime", "precision", "device", "batch", "threads")
 
 
 # -- basic statistics -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Fit:
-    """A power law ``y = coefficient * x**exponent`` fitted by least squares in log-log space."""
-
-    exponent: float
-    coefficient: float
-    r2: float
-    n: int
-
-    def predict(self, x: float) -> float:
-        """The fitted ``y`` at ``x``."""
-        return self.coefficient * x ** self.exponent
-
-    def to_dict(self) -> dict:
-        """JSON-able form."""
-        return {"exponent": self.exponent, "coefficient": self.coefficient, "r2": self.r2, "n": self.n}
-
-
-def _finite_positive(v) -> bool:
-    return v is not None and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-
-
-def loglog_fit(xs: Iterable[float], ys: Iterable[float]) -> Fit | None:
-    """Least-squares fit of ``log y = k log x + log c``; r2 is measured in log space.
-
-    Pairs with a missing or non-positive value are dropped (logs need positive numbers). Returns
-    None with fewer than two usable pairs or when x does not vary (no slope is defined).
-    """
-    pairs = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if _finite_positive(x) and _finite_positive(y)]
-    n = len(pairs)
-    if n < 2:
-        return None
-    mx = sum(p[0] for p in pairs) / n
-    my = sum(p[1] for p in pairs) / n
-    sxx = sum((x - mx) ** 2 for x, _ in pairs)
-    if sxx <= 1e-18:
-        return None
-    k = sum((x - mx) * (y - my) for x, y in pairs) / sxx
-    b = my - k * mx
-    ss_res = sum((y - (k * x + b)) ** 2 for x, y in pairs)
-    ss_tot = sum((y - my) ** 2 for _, y in pairs)
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 1e-30 else 1.0
-    return Fit(k, math.exp(b), r2, n)
-
-
 def pearson(xs: Iterable[float], ys: Iterable[float], log: bool = False) -> float | None:
     """Pearson correlation of y with x (linear scale as the scaling paper's Figure 2; ``log`` on log-log).
 
     Pairs with a missing value (or, on log scale, a non-positive one) are dropped. None when fewer
     than three pairs remain or either side is constant (r is undefined or trivially +-1).
     """
-    ok = _finite_positive if log else (lambda v: v is not None and math.isfinite(v))
+    ok = finite_positive if log else (lambda v: v is not None and math.isfinite(v))
     pairs = [(float(x), float(y)) for x, y in zip(xs, ys) if ok(x) and ok(y)]
     if log:
         pairs = [(math.log(x), math.log(y)) for x, y in pairs]
@@ -91,7 +47,7 @@ def pearson(xs: Iterable[float], ys: Iterable[float], log: bool = False) -> floa
 
 def geomean(values: Iterable[float]) -> float | None:
     """Geometric mean of positive values (None if there are none): the fair average of ratios."""
-    logs = [math.log(v) for v in values if _finite_positive(v)]
+    logs = [math.log(v) for v in values if finite_positive(v)]
     return math.exp(sum(logs) / len(logs)) if logs else None
 
 
@@ -107,7 +63,7 @@ def median(values: Iterable[float]) -> float | None:
 # -- selecting and grouping -------------------------------------------------------------------
 def counted(points: Iterable[dict]) -> list[dict]:
     """Points that count in fits and rankings: status ok or unstable, with a positive median."""
-    return [p for p in points if p.get("status") in COUNTED and _finite_positive(p.get("median_ms"))]
+    return [p for p in points if p.get("status") in COUNTED and finite_positive(p.get("median_ms"))]
 
 
 def with_status(points: Iterable[dict], status: str) -> list[dict]:
@@ -238,9 +194,9 @@ def roofline(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
     rows = []
     for label, pts in by_series(counted(points), labels).items():
         comp = [p["floor_compulsory_ms"] / p["median_ms"] for p in pts
-                if _finite_positive(p.get("floor_compulsory_ms"))]
-        layer = [p["floor_layer_ms"] / p["median_ms"] for p in pts if _finite_positive(p.get("floor_layer_ms"))]
-        best = max((p for p in pts if _finite_positive(p.get("floor_layer_ms"))),
+                if finite_positive(p.get("floor_compulsory_ms"))]
+        layer = [p["floor_layer_ms"] / p["median_ms"] for p in pts if finite_positive(p.get("floor_layer_ms"))]
+        best = max((p for p in pts if finite_positive(p.get("floor_layer_ms"))),
                    key=lambda p: p["floor_layer_ms"] / p["median_ms"], default=None)
         rows.append({"series": label, "n": len(pts), "n_floor": len(layer) or len(comp),
                      "eff_compulsory_median": median(comp), "eff_compulsory_max": max(comp, default=None),
@@ -253,7 +209,7 @@ def memory(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
     """Per series: peak memory range and how it tracks activations and params (Pearson r, linear)."""
     rows = []
     for label, pts in by_series(counted(points), labels).items():
-        pts = [p for p in pts if _finite_positive(p.get("peak_mem_bytes"))]
+        pts = [p for p in pts if finite_positive(p.get("peak_mem_bytes"))]
         if not pts:
             continue
         mem = [p["peak_mem_bytes"] for p in pts]
@@ -262,7 +218,7 @@ def memory(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
                      "r_acts": pearson([p.get("acts") for p in pts], mem),
                      "r_params": pearson([p.get("params") for p in pts], mem),
                      "bytes_per_act_median": median(p["peak_mem_bytes"] / p["acts"] for p in pts
-                                                    if _finite_positive(p.get("acts")))})
+                                                    if finite_positive(p.get("acts")))})
     return rows
 
 

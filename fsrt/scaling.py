@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from fsrt.complexity import Complexity, complexity
 from fsrt.errors import FsrtError
+from fsrt.fitting import loglog_fit
 from fsrt.regnet import block_compatible
 from fsrt.spec import HeadSpec, ModelSpec, StageSpec, StemSpec
 
@@ -461,16 +462,8 @@ class ScalingAnalysis:
 
 def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
     """Least-squares slope of ``log y`` against ``log x`` (None when x does not vary)."""
-    lx = [math.log(x) for x in xs]
-    ly = [math.log(y) for y in ys]
-    n = len(lx)
-    if n < 2:
-        return None
-    mx, my = sum(lx) / n, sum(ly) / n
-    sxx = sum((x - mx) ** 2 for x in lx)
-    if sxx <= 1e-18:
-        return None
-    return sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sxx
+    fit = loglog_fit(xs, ys)
+    return fit.exponent if fit else None
 
 
 def scaling_analysis(spec: ModelSpec, strategies: list[Strategy], s_values: list[float],
