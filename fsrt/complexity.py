@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fsrt.errors import FsrtError
 from fsrt.spec import ModelSpec, StageSpec, StemSpec
 
 
@@ -24,6 +25,9 @@ class Complexity:
 
     def __add__(self, other: Complexity) -> Complexity:
         return Complexity(self.flops + other.flops, self.params + other.params, self.acts + other.acts)
+
+    def __sub__(self, other: Complexity) -> Complexity:
+        return Complexity(self.flops - other.flops, self.params - other.params, self.acts - other.acts)
 
     def __mul__(self, n: int) -> Complexity:
         return Complexity(self.flops * n, self.params * n, self.acts * n)
@@ -65,9 +69,13 @@ class _Tally:
         sub = _Tally(1, 1)
         sub.conv(1, w, w_se, bias=True)
         sub.conv(1, w_se, w, bias=True)
-        self.flops += sub.flops
-        self.params += sub.params
-        self.acts += sub.acts
+        self.absorb(sub)
+
+    def absorb(self, other: _Tally, times: int = 1) -> None:
+        """Add another tally's totals (a side branch, or repeated blocks) without moving h x w."""
+        self.flops += other.flops * times
+        self.params += other.params * times
+        self.acts += other.acts * times
 
     def fc(self, w_in: int, w_out: int) -> None:
         self.flops += w_in * w_out + w_out
@@ -123,9 +131,7 @@ def _block(t: _Tally, st: StageSpec, w_in: int, stride: int) -> None:
         else:
             sc.conv_bn(1, w_in, w_out, stride)
         assert (sc.h, sc.w) == (h_out, w_out_sp)
-        t.flops += sc.flops
-        t.params += sc.params
-        t.acts += sc.acts
+        t.absorb(sc)
 
 
 @dataclass(frozen=True)
@@ -156,8 +162,6 @@ class Breakdown:
 def complexity_breakdown(spec: ModelSpec, resolution: int | None = None) -> Breakdown:
     """Stem, per-stage and head complexity of ``spec`` at ``resolution`` (default: train size)."""
     r = spec.resolution if resolution is None else resolution
-    from fsrt.errors import FsrtError
-
     if not isinstance(r, int) or r < 1:
         raise FsrtError(f"resolution must be a positive integer, got {r}")
     t = _Tally(r, r)
@@ -171,21 +175,15 @@ def complexity_breakdown(spec: ModelSpec, resolution: int | None = None) -> Brea
         if st.depth > 1:
             one = _Tally(t.h, t.w)
             _block(one, st, st.width, 1)
-            t.flops += one.flops * (st.depth - 1)
-            t.params += one.params * (st.depth - 1)
-            t.acts += one.acts * (st.depth - 1)
-        after = t.snapshot()
-        cx = Complexity(after.flops - before.flops, after.params - before.params, after.acts - before.acts)
-        parts.append(PartComplexity(f"stage{i + 1}", cx, (st.width, t.h, t.w), st.depth))
+            t.absorb(one, st.depth - 1)
+        parts.append(PartComplexity(f"stage{i + 1}", t.snapshot() - before, (st.width, t.h, t.w), st.depth))
         w_in = st.width
     before = t.snapshot()
     if spec.head.width:
         t.conv_bn(1, w_in, spec.head.width)
         w_in = spec.head.width
     t.fc(w_in, spec.num_classes)
-    after = t.snapshot()
-    cx = Complexity(after.flops - before.flops, after.params - before.params, after.acts - before.acts)
-    parts.append(PartComplexity("head", cx, (spec.num_classes, 1, 1)))
+    parts.append(PartComplexity("head", t.snapshot() - before, (spec.num_classes, 1, 1)))
     return Breakdown(r, tuple(parts))
 
 
