@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fsrt.bench.timing import best_of
+from fsrt.exporters.precision import get_precision, torch_dtype
 
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
@@ -29,7 +30,7 @@ def _best_seconds(fn, repeats: int, device: str) -> float:
 def _torch_gemm_flops(n: int, dtype: str, device: str, repeats: int) -> float:
     import torch
 
-    tdtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    tdtype = torch_dtype(get_precision(dtype))
     mats = [torch.randn(n, n, device=device).to(tdtype) for _ in range(2)]
     out = torch.empty(n, n, device=device, dtype=tdtype)
     return 2.0 * n**3 / _best_seconds(lambda: torch.mm(mats[0], mats[1], out=out), repeats, device)

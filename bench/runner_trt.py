@@ -28,6 +28,7 @@ class TensorRtRunner(Runner):
         import tensorrt as trt
         import torch
 
+        from fsrt.exporters.precision import get_precision, torch_dtype
         from fsrt.exporters.trt_config import batch_spec, make_settings
         from fsrt.exporters.trt_engine import build_and_save
 
@@ -41,7 +42,7 @@ class TensorRtRunner(Runner):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inp = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.out = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        self.tdtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[ctx.precision]
+        self.tdtype = torch_dtype(get_precision(ctx.precision))
         self.stream = torch.cuda.current_stream()  # the timing harness records its events on this stream
         self._precision_note = f"{ctx.precision} strongly typed engine, TensorRT {trt.__version__}"
 

@@ -73,10 +73,11 @@ class Runner:
         """Release resources."""
 
 
-def _torch_dtype(precision: str):
-    import torch
+def _autocast_dtype(precision: str):
+    """The autocast dtype of a precision; None for fp32 (no autocast)."""
+    from fsrt.exporters.precision import get_precision, torch_dtype
 
-    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return None if precision == "fp32" else torch_dtype(get_precision(precision))
 
 
 class EagerRunner(Runner):
@@ -94,7 +95,7 @@ class EagerRunner(Runner):
         self.memory_format = torch.channels_last if ctx.channels_last else torch.contiguous_format
         if ctx.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.autocast = _torch_dtype(ctx.precision)
+        self.autocast = _autocast_dtype(ctx.precision)
         self.cuda_graphs = ctx.cuda_graphs and ctx.device.startswith("cuda")
         self._precision_note = "fp32" if self.autocast is None else f"autocast {ctx.precision}"
         if ctx.channels_last:
