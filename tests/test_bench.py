@@ -203,6 +203,7 @@ def test_sweep_end_to_end_resumes_and_checks_parity(tmp_path):
         (["--alpha", "1.5"], "alpha"),
         (["--precision", "int8"], "int8"),
         (["--batch", "0"], "batch"),
+        (["--threads", "0"], "--threads must be a positive integer"),
         (["--strategy", "zz"], "strategy"),
         (["NoSuchNet"], "unknown model"),
     ],

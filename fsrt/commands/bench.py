@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fsrt.commands.common import err_console, json_option, print_json
+from fsrt.commands.common import err_console, json_option, positive_int, print_json
 
 DEFAULT_STRATEGIES = "dwr,dWr,w"
 
@@ -73,7 +73,8 @@ def _device(text: str) -> str:
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,32.")
 @click.option("--precision", default="fp32", show_default=True, help="Precisions: fp32, fp16, bf16 (comma list).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--threads", type=int, default=None, help="CPU threads for every runtime (default: all cores).")
+@click.option("--threads", type=int, default=None, callback=positive_int("--threads"),
+              help="CPU threads for every runtime (default: all cores).")
 @click.option("--resolution", type=int, default=None, help="Base resolution before scaling (default: the spec's).")
 @click.option("--channels-last", is_flag=True, help="Eager/compile runners use channels_last memory format.")
 @click.option("--cuda-graphs", is_flag=True, help="Eager runner replays a captured CUDA graph (GPU only).")
@@ -126,8 +127,6 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
     if resolution is not None and resolution < 8:
         raise FsrtError(f"--resolution must be at least 8 pixels, got {resolution}")
     nthreads = threads or os.cpu_count() or 1
-    if nthreads <= 0:
-        raise FsrtError(f"--threads must be positive, got {nthreads}")
     strategies, batches = _strategies(alpha, strategy), _ints(batch, "--batch")
     from fsrt.bench.sweep_run import BenchPlan, plan_variants, run_sweep
 
