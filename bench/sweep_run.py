@@ -73,11 +73,11 @@ class Variant:
 
 def plan_variants(plan: BenchPlan) -> list[Variant]:
     """Every (base model, strategy, s) of the plan as a scaled spec."""
-    from fsrt.source import CHECKPOINT_SUFFIXES, get_spec
+    from fsrt.source import get_spec, is_checkpoint_path
 
     variants = []
     for source in plan.sources:
-        is_checkpoint = Path(str(source)).suffix.lower() in CHECKPOINT_SUFFIXES
+        is_checkpoint = is_checkpoint_path(source)
         base = get_spec(source)
         if plan.resolution:
             base = base.replace(resolution=plan.resolution)

@@ -8,19 +8,12 @@ wrapped modules (``module.`` from DDP / ``AveragedModel``, ``_orig_mod.`` from
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fsrt.errors import FsrtError
-from fsrt.source import CHECKPOINT_SUFFIXES, get_spec, load_checkpoint
+from fsrt.source import get_spec, is_checkpoint_path, load_checkpoint
 from fsrt.spec import ModelSpec
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _WRAPPER_KEYS = ("n_averaged",)
-
-
-def is_checkpoint_path(source) -> bool:
-    """True when ``source`` names a checkpoint file by its suffix (.pt/.pth/.pyth/.ckpt)."""
-    return isinstance(source, (str, Path)) and Path(str(source)).suffix.lower() in CHECKPOINT_SUFFIXES
 
 
 def clean_state_dict(state: dict) -> dict:

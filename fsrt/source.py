@@ -11,6 +11,11 @@ SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pyth", ".ckpt")
 
 
+def is_checkpoint_path(source) -> bool:
+    """True when ``source`` names a checkpoint file by its suffix (.pt/.pth/.pyth/.ckpt)."""
+    return isinstance(source, (str, Path)) and Path(str(source)).suffix.lower() in CHECKPOINT_SUFFIXES
+
+
 def get_spec(source: str | Path | ModelSpec) -> ModelSpec:
     """The spec named by ``source``: a ``ModelSpec``, a zoo name, a spec file or a checkpoint.
 

@@ -53,7 +53,6 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
       fsrt scale RegNetY-400MF --strategy d1_w8_g8_r1 --s 4 --json
     """
     from fsrt.errors import FsrtError
-    from fsrt.io import atomic_write_text
     from fsrt.scaling import scale_spec, scale_to_flops
     from fsrt.sizes import parse_size
     from fsrt.source import get_spec
@@ -74,14 +73,10 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
         target = parse_size(target_flops, "--target-flops")
         result = scale_to_flops(spec, strat, target, tolerance=tolerance)
     if output:
-        from pathlib import Path
-
-        p = Path(output)
-        text = result.spec.to_json(indent=2) + "\n" if p.suffix.lower() == ".json" else result.spec.to_yaml()
         try:
-            atomic_write_text(p, text)
+            result.spec.save(output)
         except OSError as e:
-            raise FsrtError(f"cannot write {p}: {e.strerror or e}") from None
+            raise FsrtError(f"cannot write {output}: {e.strerror or e}") from None
     if as_json:
         doc = result.to_dict()
         if output:
