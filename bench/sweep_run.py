@@ -248,9 +248,10 @@ def get_ceilings(store: Store, machine_id: str, device: str, precision: str, thr
     return Ceilings(row["peak_flops"], row["copy_bytes_per_s"])
 
 
-def run_sweep(plan: BenchPlan, runners: list[Runner], store: Store, run_id: int, machine_id: str, workdir: Path,
-              on_point: Callable[[str, dict | None], None] | None = None) -> list[dict]:
-    """Measure every missing point of the plan; reuse stored ones. Returns the run's records.
+def run_sweep(plan: BenchPlan, variants: list[Variant], runners: list[Runner], store: Store, run_id: int,
+              machine_id: str, workdir: Path, on_point: Callable[[str, dict | None], None] | None = None) -> list[dict]:
+    """Measure every missing point of ``variants`` (from ``plan_variants(plan)``); reuse stored
+    ones. Returns the run's records.
 
     ``on_point(description, record)`` is called before (record None) and after each point.
     Points are committed one by one, so an interruption loses at most the point in flight.
@@ -258,7 +259,6 @@ def run_sweep(plan: BenchPlan, runners: list[Runner], store: Store, run_id: int,
     import torch
 
     torch.set_num_threads(plan.threads)
-    variants = plan_variants(plan)
     measured: dict[str, dict] = {}
     records = []
     for v in variants:

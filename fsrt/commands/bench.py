@@ -178,7 +178,7 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
                     progress.console.print(f"  [yellow]{label}: {rec.get('status')}[/] {rec.get('reason') or ''}")
 
             try:
-                records = run_sweep(plan, runners, store, run_id, mid, out_dir / "work", on_point)
+                records = run_sweep(plan, variants, runners, store, run_id, mid, out_dir / "work", on_point)
             except KeyboardInterrupt:
                 raise FsrtError("interrupted; measured points are stored: rerun the same command to resume") from None
         store.finish_run(run_id)
