@@ -233,3 +233,38 @@ def test_device_pipeline_shapes_and_normalization(augment):
     crops = DevicePipeline("crops", 16, Recipe(), torch.device("cpu")).eval(torch.full((1, 3, 16, 16), 255,
                                                                                       dtype=torch.uint8))
     torch.testing.assert_close(crops[0, :, 0, 0], (1 - torch.tensor(MEAN)) / torch.tensor(STD))
+
+
+def _flag_worker(rank: int, port: int, out) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from fsrt.train.distributed import Dist, broadcast_flag
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        d, cpu = Dist(rank=rank, world=2, local_rank=rank), torch.device("cpu")
+        out.put((rank, broadcast_flag(rank == 0, cpu, d), broadcast_flag(False, cpu, d)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_nonfinite_loss_on_one_rank_stops_every_rank():
+    # The loop stops when any rank's loss is non-finite; every rank must agree, or the one that
+    # leaves the step loop alone hangs the others' gradient all-reduce.
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_flag_worker, args=(r, port, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == [(0, True, False), (1, True, False)]

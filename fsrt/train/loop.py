@@ -145,7 +145,15 @@ def train(spec: ModelSpec, source, recipe: Recipe, opts: RunOptions,
     from fsrt.models import build_model
     from fsrt.source import load_checkpoint
     from fsrt.train.checkpoint import rng_state, save_checkpoint, set_rng_state
-    from fsrt.train.distributed import Dist, all_reduce_sum, barrier, init_distributed, resolve_local_rank, sync_buffers
+    from fsrt.train.distributed import (
+        Dist,
+        all_reduce_sum,
+        barrier,
+        broadcast_flag,
+        init_distributed,
+        resolve_local_rank,
+        sync_buffers,
+    )
     from fsrt.train.ema import ModelEma
     from fsrt.train.loss import Mix, apply_mix, mixed_loss, sample_mix
     from fsrt.train.schedule import lr_at, make_optimizer
@@ -267,7 +275,8 @@ def train(spec: ModelSpec, source, recipe: Recipe, opts: RunOptions,
                 n_images += len(y)
                 if n_steps % recipe.log_every == 0 or n_steps == steps_per_epoch:
                     mean_loss = loss_sum.item() / n_steps
-                    if not math.isfinite(mean_loss):
+                    # Decide together: a rank leaving the step loop alone would hang the others' all-reduce.
+                    if broadcast_flag(not math.isfinite(mean_loss), device, dist):
                         bad = True
                         break
                     rate = n_images * dist.world / max(time.perf_counter() - t0, 1e-9)
