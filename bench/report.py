@@ -493,9 +493,3 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
     for key, (name, data) in files.items():
         written[key] = atomic_write_bytes(out / name, data)
     return written
-
-
-def summary_of(out_dir: str | Path) -> dict:
-    """The ``summary.json`` of a written report."""
-    return json.loads((Path(out_dir) / "summary.json").read_text(encoding="utf-8"))
-

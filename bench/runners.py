@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,6 @@ class PrepareContext:
     onnx_path: Callable[[str], Path]
     channels_last: bool = False
     cuda_graphs: bool = False
-    notes: dict = field(default_factory=dict)
 
 
 class Runner:

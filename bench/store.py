@@ -20,6 +20,7 @@ from fsrt.errors import FsrtError
 SCHEMA_VERSION = 1
 
 # Columns of a point, in order. Times in milliseconds, memory in bytes, floors in milliseconds.
+# status: ok | unstable (CV above threshold after re-measuring) | parity_failed | error.
 POINT_COLUMNS = {
     "model": "TEXT", "base": "TEXT", "family": "TEXT", "strategy": "TEXT", "alpha": "REAL", "s": "REAL",
     "flops_mult": "REAL", "runtime": "TEXT", "precision": "TEXT", "batch": "INTEGER", "resolution": "INTEGER",
@@ -29,7 +30,6 @@ POINT_COLUMNS = {
     "l2": "TEXT", "parity_max_abs": "REAL", "parity_max_rel": "REAL", "floor_compulsory_ms": "REAL",
     "floor_layer_ms": "REAL", "spec_json": "TEXT", "created": "REAL",
 }
-STATUSES = ("ok", "parity_failed", "error", "unstable")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -108,8 +108,3 @@ def _spec_from_record(name: str, r: dict) -> ModelSpec:
         return ModelSpec(family=fam, name=name, resolution=res, eval_resolution=r.get("test_im"),
                          stem=stem, stages=stages, head=HeadSpec(activation=act))
     raise FsrtError(f"zoo record {name!r} has unknown family {family!r}")
-
-
-def published(name: str) -> dict | None:
-    """The zoo file's reference integers (``reference``) for a model, if it has them."""
-    return zoo_records()[canonical_name(name)].get("reference")

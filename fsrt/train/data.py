@@ -30,14 +30,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".ti
 
 
 @dataclass
-class Batches:
-    """How one epoch of one rank is cut: ``steps`` batches of about ``batch`` images."""
-
-    steps: int
-    batch: int
-
-
-@dataclass
 class DataSource:
     """Common interface; ``kind`` tells the device-side pipeline what the batches hold:
     ``small`` (float [0,1] images to crop and upsample), ``crops`` (uint8 crops at the
