@@ -25,12 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fsrt.bench import analysis, plots
-from fsrt.bench.store import POINT_COLUMNS
+from fsrt.bench.conclusions import summarize
+from fsrt.bench.noise import THREADS_SETTING, describe_probe
+from fsrt.bench.points import POINT_FIELDS, Point, Status
+from fsrt.bench.rounds import Window
 from fsrt.errors import FsrtError
 from fsrt.io import atomic_write_bytes
 
-CSV_COLUMNS = ("run_id", "run_name", "machine_id", "id", *[c for c in POINT_COLUMNS if c != "spec_json"],
-               "eff_compulsory", "eff_layer")
+CSV_COLUMNS = ("run_id", "run_name", "machine_id", "id", *POINT_FIELDS, "eff_compulsory", "eff_layer")
 
 
 # -- a tiny document model rendered to both Markdown and HTML --------------------------------------
@@ -204,10 +206,12 @@ class RunData:
 
     run: dict
     label: str
-    points: list[dict]
+    points: list[Point]
+    windows: dict[str, list[Window]]
     unavailable: dict[str, str]
     machine: dict
     ceilings: list[dict]
+    probe: dict | None
     analysis: dict
 
     @property
@@ -229,19 +233,49 @@ def _load(store, run_ids: list) -> list[RunData]:
     for r in runs:
         label = r["name"] if names.count(r["name"]) == 1 else f"{r['name']}#{r['id']}"
         pts = store.run_points(r["id"])
-        out.append(RunData(r, label, pts, store.unavailable(r["id"]), machines.get(r["machine_id"], {}),
-                           store.ceilings(r["machine_id"]), analysis.summarize(pts)))
+        windows = store.windows(r["machine_id"], sorted({p.mkey for p in pts if p.mkey}))
+        probe = store.setting(r["machine_id"], THREADS_SETTING)
+        out.append(RunData(r, label, pts, windows, store.unavailable(r["id"]), machines.get(r["machine_id"], {}),
+                           store.ceilings(r["machine_id"]), probe, summarize(pts, windows, probe)))
     return out
 
 
-def _distinct(points: list[dict], key: str) -> str:
-    vals = sorted({p.get(key) for p in points if p.get(key) is not None}, key=str)
+def _distinct(points: list[Point], key: str) -> str:
+    vals = sorted({getattr(p, key) for p in points if getattr(p, key) is not None}, key=str)
     return ", ".join(map(str, vals)) or "-"
 
 
-def _status_counts(points: list[dict]) -> str:
-    counts = {s: sum(1 for p in points if p.get("status") == s) for s in ("ok", "unstable", "parity_failed", "error")}
+def _status_counts(points: list[Point]) -> str:
+    pts = analysis.distinct(points)
+    counts = {str(s): sum(1 for p in pts if p.status == s) for s in Status}
     return ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "none"
+
+
+def _latency(p) -> str:
+    """A figure with its interval, e.g. '5.42 ms +-0.8%'."""
+    if isinstance(p, dict):
+        ms, lo, hi = p.get("latency_ms"), p.get("latency_lo_ms"), p.get("latency_hi_ms")
+    else:
+        ms, lo, hi = p.latency_ms, p.latency_lo_ms, p.latency_hi_ms
+    if ms is None:
+        return "-"
+    if lo and hi:
+        return f"{ms:.3g} ±{100 * max(hi / ms - 1, 1 - lo / ms):.1f}%"
+    return f"{ms:.3g}"
+
+
+def _ratio(iv: dict | None) -> str:
+    """'1.23x [1.20, 1.26]' for an interval dict."""
+    if not iv:
+        return "-"
+    if iv.get("lo") is None:
+        return f"{iv['value']:.3f}x"
+    return f"{iv['value']:.3f}x [{iv['lo']:.3f}, {iv['hi']:.3f}]"
+
+
+def _rounds_range(points: list[Point]) -> str:
+    rs = [p.rounds for p in points if p.rounds]
+    return "-" if not rs else (f"{min(rs)}" if min(rs) == max(rs) else f"{min(rs)}-{max(rs)}")
 
 
 # -- sections -----------------------------------------------------------------------------------
@@ -263,7 +297,10 @@ def _header(doc: Doc, runs: list[RunData]) -> None:
              ["batch", *[_distinct(rd.points, "batch") for rd in runs]],
              ["device", *[_distinct(rd.points, "device") for rd in runs]],
              ["L2 cache state", *[_distinct(rd.points, "l2") for rd in runs]],
-             ["points", *[f"{len(rd.points)} ({_status_counts(rd.points)})" for rd in runs]]]
+             ["figure", *[_distinct(rd.points, "statistic") for rd in runs]],
+             ["rounds per point", *[_rounds_range(rd.points) for rd in runs]],
+             ["points", *[f"{len(analysis.distinct(rd.points))} measurements ({_status_counts(rd.points)})"
+                          for rd in runs]]]
     doc.h(2, "Runs and machines")
     doc.table(["", *[rd.label for rd in runs]], rows, numeric=False)
     unavailable = [[rd.label, rt, why] for rd in runs for rt, why in sorted(rd.unavailable.items())]
@@ -279,6 +316,26 @@ def _header(doc: Doc, runs: list[RunData]) -> None:
               empty="No ceilings were measured, so no roofline floors are available.")
 
 
+def _noise_section(doc: Doc, rd: RunData, level: int, caption: str) -> None:
+    n = rd.analysis["noise"]
+    doc.h(level, "Measurement and machine noise" + caption)
+    doc.p("Every point was timed in interleaved rounds: each round visits every point still being measured, in a "
+          "fresh random order, for one short window (untimed re-warm calls, then timed calls). A point's figure is "
+          "the median over rounds of each window's 10th percentile; its 95% interval is the distribution-free "
+          "interval of that median. Windows far from a point's others (beyond 5 robust sigmas and 10%) are dropped "
+          "and measured again. Comparisons within this run pair the two points' windows round by round; "
+          "comparisons between runs combine their intervals.")
+    doc.table(["figure", "value"], [
+        ["timing windows", n["windows"]], ["measurements", n["measurements"]],
+        ["outlier windows dropped (and measured again)", n["dropped"]],
+        ["window spread around the figure, typical", _pct(n["spread_median"])],
+        ["window spread around the figure, worst", _pct(n["spread_max"])],
+        ["machine speed between rounds, slowest", "-" if n["drift_min"] is None else f"{n['drift_min']:.3f}x"],
+        ["machine speed between rounds, fastest", "-" if n["drift_max"] is None else f"{n['drift_max']:.3f}x"],
+    ], numeric=True)
+    doc.p(describe_probe(rd.probe))
+
+
 def _summary(doc: Doc, runs: list[RunData], comparison: dict | None) -> None:
     doc.h(2, "Summary")
     for rd in runs:
@@ -290,44 +347,73 @@ def _summary(doc: Doc, runs: list[RunData], comparison: dict | None) -> None:
         doc.ul(comparison["summary"])
 
 
-def _run_sections(doc: Doc, rd: RunData, level: int, plot_paths: dict[str, str]) -> None:
-    a = rd.analysis
-    caption = (f" ({rd.label})" if level > 2 else "")
+def _range(lo, hi, fmt="{:.3f}") -> str:
+    return "-" if lo is None or hi is None else f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def _correlation_section(doc: Doc, a: dict, level: int, caption: str, plot_paths: dict) -> None:
     doc.h(level, "Latency vs flops, params and activations" + caption)
-    doc.p("Pearson r is computed on the linear scale, as in the scaling paper's Figure 2; the log-log r and the "
-          "fitted power law latency ~ metric^k are shown beside it. Only ok and unstable points count.")
+    doc.p("Pearson r is computed on the linear scale, as in the scaling paper's Figure 2, with a 95% bootstrap "
+          "interval over the measured models; the log-log r and the fitted power law latency ~ metric^k are shown "
+          "beside it. 'best' names the metric with the highest r only when its lead over the next is resolved.")
     doc.images([(plot_paths[k], k.replace("_", " ")) for k in ("latency_vs_metrics",) if k in plot_paths])
-    best = {s: r["metric"] for s, r in a["best_predictors"].items()}
-    doc.table(["runtime", "metric", "n", "Pearson r", "r (log-log)", "exponent k", "r2 (log-log)", "best"],
-              [[r["series"], r["metric"], r["n"], _r(r["pearson_r"]), _r(r["pearson_r_log"]),
-                _r(r["exponent"]), _r(r["r2"]), "yes" if best.get(r["series"]) == r["metric"] else ""]
+    best = {s: r for s, r in a["best_predictors"].items()}
+    doc.table(["runtime", "metric", "n", "Pearson r", "r interval", "r (log-log)", "exponent k", "k interval",
+               "r2 (log-log)", "best"],
+              [[r["series"], r["metric"], r["n"], _r(r["pearson_r"]), _range(r["pearson_r_lo"], r["pearson_r_hi"]),
+                _r(r["pearson_r_log"]), _r(r["exponent"]), _range(r["exponent_lo"], r["exponent_hi"]), _r(r["r2"]),
+                ("yes" if best[r["series"]]["resolved"] else "not resolved")
+                if r["series"] in best and best[r["series"]]["metric"] == r["metric"] else ""]
                for r in a["correlations"]], empty="No measured points to correlate.")
 
+
+def _exponent_section(doc: Doc, a: dict, level: int, caption: str, plot_paths: dict) -> None:
     doc.h(level, "Scaling exponents against flops" + caption)
-    doc.p("Per strategy, least squares in log-log: latency ~ flops^k, acts ~ flops^k, params ~ flops^k. "
-          "One-stage theory in the alpha family: acts (2-alpha)/2, params (1+alpha)/2. If latency follows "
-          "activations, the latency exponent approaches the acts exponent.")
+    doc.p("Per strategy, least squares in log-log: latency ~ flops^k (95% bootstrap interval), acts ~ flops^k, "
+          "params ~ flops^k. One-stage theory: acts e_d + e_w/2 + e_r, params e_d + e_w ((2-alpha)/2 and (1+alpha)/2 "
+          "in the alpha family). If latency follows activations, the latency exponent approaches the acts exponent.")
     doc.images([(plot_paths[k], k.replace("_", " ")) for k in ("latency_vs_s",) if k in plot_paths])
-    doc.table(["runtime", "base", "strategy", "n", "s range", "latency k", "latency r2", "acts k", "acts theory",
-               "params k", "params theory"],
+    doc.table(["runtime", "base", "strategy", "n", "s range", "latency k", "k interval", "latency r2", "acts k",
+               "acts theory", "params k", "params theory"],
               [[r["series"], r["base"], r["strategy_label"], r["n"],
                 "-" if r["s_min"] is None else f"{r['s_min']:g}..{r['s_max']:g}", _r(r["latency_exponent"]),
-                _r(r["latency_r2"]), _r(r["acts_exponent"]), _r(r["acts_theory"]), _r(r["params_exponent"]),
-                _r(r["params_theory"])] for r in a["exponents"]], empty="No strategy has two or more points.")
+                _range(r["latency_exponent_lo"], r["latency_exponent_hi"]), _r(r["latency_r2"]),
+                _r(r["acts_exponent"]), _r(r["acts_theory"]), _r(r["params_exponent"]), _r(r["params_theory"])]
+               for r in a["exponents"]], empty="No strategy has two or more points.")
 
+
+def _ranking_section(doc: Doc, a: dict, level: int, caption: str) -> None:
     doc.h(level, "Runtimes ranked per model" + caption)
     series = sorted({o["series"] for r in a["ranking"] for o in r["order"]})
     rows = []
     for r in a["ranking"]:
-        ms = {o["series"]: o["median_ms"] for o in r["order"]}
-        rows.append([r["model"], _count(r["flops"]), r["batch"], *[_ms(ms.get(s)) for s in series], r["fastest"],
-                     _x(r["speedup"]), r["reference"]])
-    doc.p("Median latency in ms per runtime; speedup of the fastest over the reference (eager PyTorch, or the "
-          "slowest runtime when eager did not run).")
-    doc.table(["model", "flops", "batch", *series, "fastest", "speedup", "vs"], rows, empty="No ranked models.")
+        cells = {o["series"]: o for o in r["order"]}
+        fastest = r["fastest"] if r["resolved"] else f"not resolved ({r['fastest']} vs {r['runner_up']})"
+        rows.append([r["model"], _count(r["flops"]), r["batch"], *[_latency(cells[s]) if s in cells else "-"
+                                                                   for s in series],
+                     fastest, _ratio(r["lead"]), _ratio(r["speedup_ci"]), r["reference"]])
+    doc.p("Figure in ms with its 95% interval per runtime. 'lead' is the runner-up's latency over the fastest's "
+          "(paired over rounds); the fastest is named only when that interval excludes 1. 'speedup' is the "
+          "reference's latency (eager PyTorch, or the slowest runtime) over the fastest's.")
+    doc.table(["model", "flops", "batch", *series, "fastest", "lead", "speedup", "vs"], rows,
+              empty="No ranked models.")
 
+
+def _strategy_section(doc: Doc, a: dict, level: int, caption: str) -> None:
+    if not a["fastest_strategy"]:
+        return
+    doc.h(level, "Strategies at the largest common s" + caption)
+    doc.table(["runtime", "base", "s", "order (fastest first, ms)", "lead over next", "resolved",
+               "slowest / fastest"],
+              [[r["series"], r["base"], f"{r['s']:g}", ", ".join(f"{o['strategy']} {o['latency_ms']:.3g}"
+                                                                 for o in r["order"]),
+                _ratio(r["lead"]), "yes" if r["resolved"] else "not resolved", _ratio(r["speedup_ci"])]
+               for r in a["fastest_strategy"]])
+
+
+def _roofline_section(doc: Doc, a: dict, level: int, caption: str, plot_paths: dict) -> None:
     doc.h(level, "Roofline efficiency" + caption)
-    doc.p("Efficiency = roofline floor / measured median (100% = running at the measured peak). The compulsory "
+    doc.p("Efficiency = roofline floor / measured figure (100% = running at the measured peak). The compulsory "
           "floor counts weights, input and output once; the layer-wise floor counts every layer's reads and writes.")
     doc.images([(plot_paths[k], k.replace("_", " ")) for k in ("roofline",) if k in plot_paths])
     doc.table(["runtime", "n", "median (compulsory)", "max (compulsory)", "median (layer-wise)", "max (layer-wise)",
@@ -336,52 +422,75 @@ def _run_sections(doc: Doc, rd: RunData, level: int, plot_paths: dict[str, str])
                 _pct(r["eff_layer_median"]), _pct(r["eff_layer_max"]), r["closest_model"]] for r in a["roofline"]],
               empty="No roofline floors (ceilings not measured).")
 
-    doc.h(level, "Memory" + caption)
-    doc.images([(plot_paths[k], k.replace("_", " ")) for k in ("memory",) if k in plot_paths])
-    doc.table(["runtime", "n", "min peak", "median peak", "max peak", "r (acts)", "r (params)", "bytes per act"],
-              [[r["series"], r["n"], _mib(r["peak_min_bytes"]), _mib(r["peak_median_bytes"]),
-                _mib(r["peak_max_bytes"]), _r(r["r_acts"]), _r(r["r_params"]),
-                _ms(r["bytes_per_act_median"])] for r in a["memory"]], empty="No peak memory was recorded.")
 
+def _memory_section(doc: Doc, a: dict, level: int, caption: str, plot_paths: dict) -> None:
+    doc.h(level, "Memory" + caption)
+    doc.p("On CPU: the growth of the runtime's worker process's peak resident memory while it prepared, checked and "
+          "warmed up the model (its weights, the runtime's copies and arenas, the activations it keeps); each "
+          "runtime runs in its own process, so figures never mix runtimes. On CUDA: the allocator's peak.")
+    doc.images([(plot_paths[k], k.replace("_", " ")) for k in ("memory",) if k in plot_paths])
+    doc.table(["runtime", "measure", "n", "min peak", "median peak", "max peak", "r (acts)", "r (params)",
+               "bytes per param"],
+              [[r["series"], r["kind"], r["n"], _mib(r["peak_min_bytes"]), _mib(r["peak_median_bytes"]),
+                _mib(r["peak_max_bytes"]), _r(r["r_acts"]), _r(r["r_params"]), _ms(r["bytes_per_param_median"])]
+               for r in a["memory"]], empty="No peak memory was recorded.")
+
+
+def _failure_sections(doc: Doc, rd: RunData, level: int, caption: str) -> None:
     doc.h(level, "Parity failures" + caption)
     doc.table(["model", "runtime", "precision", "batch", "max abs err", "max rel err", "reason"],
-              [[p["model"], p["runtime"], p["precision"], p["batch"], p["parity_max_abs"], p["parity_max_rel"],
-                p["reason"]] for p in analysis.with_status(rd.points, "parity_failed")],
+              [[p.model, p.runtime, p.precision, p.batch, p.parity_max_abs, p.parity_max_rel, p.reason]
+               for p in analysis.with_status(rd.points, Status.PARITY_FAILED)],
               empty="None: every measured runtime matched eager within tolerance.")
-    errors = analysis.with_status(rd.points, "error")
+    errors = analysis.with_status(rd.points, Status.ERROR)
     if errors:
         doc.h(level, "Errors" + caption)
         doc.table(["model", "runtime", "precision", "batch", "reason"],
-                  [[p["model"], p["runtime"], p["precision"], p["batch"], p["reason"]] for p in errors])
+                  [[p.model, p.runtime, p.precision, p.batch, p.reason] for p in errors])
     doc.h(level, "Unstable points" + caption)
-    doc.table(["model", "runtime", "precision", "batch", "median ms", "CV", "n"],
-              [[p["model"], p["runtime"], p["precision"], p["batch"], _ms(p["median_ms"]), _r(p["cv"]), p["n"]]
-               for p in rd.points if p.get("status") == "unstable" or (p.get("unstable") and p.get("status") == "ok")],
-              empty="None: every point met the coefficient-of-variation rule.")
+    doc.table(["model", "runtime", "precision", "batch", "latency ms", "rounds", "dropped", "CV (pooled)"],
+              [[p.model, p.runtime, p.precision, p.batch, _latency(p), p.rounds, p.dropped_rounds, _r(p.cv)]
+               for p in analysis.with_status(rd.points, Status.UNSTABLE)],
+              empty="None: every point's 95% interval met the target.")
+
+
+def _run_sections(doc: Doc, rd: RunData, level: int, plot_paths: dict[str, str]) -> None:
+    a = rd.analysis
+    caption = (f" ({rd.label})" if level > 2 else "")
+    _correlation_section(doc, a, level, caption, plot_paths)
+    _exponent_section(doc, a, level, caption, plot_paths)
+    _ranking_section(doc, a, level, caption)
+    _strategy_section(doc, a, level, caption)
+    _roofline_section(doc, a, level, caption, plot_paths)
+    _memory_section(doc, a, level, caption, plot_paths)
+    _noise_section(doc, rd, level, caption)
+    _failure_sections(doc, rd, level, caption)
 
 
 def _comparison_sections(doc: Doc, runs: list[RunData], cmp: dict, plot_path: str | None) -> None:
     names = [rd.label for rd in runs]
     doc.h(2, "Runs side by side")
-    doc.p(f"Same model, runtime, precision and batch in each run; ratio = run median / {names[0]} median "
-          "(above 1 = slower).")
+    doc.p(f"Same model, runtime, precision and batch in each run; ratio = run figure / {names[0]} figure "
+          "(above 1 = slower), with a 95% interval combining both points' intervals.")
     if plot_path:
         doc.images([(plot_path, "runs side by side")])
     preds = sorted({s for rd in runs for s in rd.analysis["best_predictors"]})
     doc.h(3, "Best predictor of latency per runtime")
     doc.table(["runtime", *names],
-              [[s, *[(lambda r: f"{r['metric']} (r={r['pearson_r']:.3f})" if r else "-")(
+              [[s, *[(lambda r: f"{r['metric']} (r={r['pearson_r']:.3f}"
+                      f"{'' if r['resolved'] else ', not resolved'})" if r else "-")(
                   rd.analysis["best_predictors"].get(s)) for rd in runs]] for s in preds])
     doc.h(3, "Per runtime (geometric mean of ratios)")
     doc.table(["runtime", "precision", "batch", *[f"{n}: matched" for n in names[1:]],
                *[f"{n} / {names[0]}" for n in names[1:]]],
-              [[e["runtime"], e["precision"], e["batch"], *e["matched"][1:], *[_x(g) for g in e["geomean_ratio"][1:]]]
+              [[e["runtime"], e["precision"], e["batch"], *e["matched"][1:],
+                *[_ratio(g) for g in e["geomean_ci"][1:]]]
                for e in cmp["per_runtime"]], empty="No runtime was measured in more than one run.")
     doc.h(3, "Per model")
     doc.table(["model", "runtime", "precision", "batch", *[f"{n} ms" for n in names],
                *[f"{n} / {names[0]}" for n in names[1:]]],
-              [[r["model"], r["runtime"], r["precision"], r["batch"], *[_ms(m) for m in r["medians_ms"]],
-                *[_x(x) for x in r["ratios"][1:]]] for r in cmp["rows"]], empty="No points to compare.")
+              [[r["model"], r["runtime"], r["precision"], r["batch"], *[_ms(m) for m in r["latency_ms"]],
+                *[_ratio(x) for x in r["ratio_cis"][1:]]] for r in cmp["rows"]], empty="No points to compare.")
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -391,10 +500,11 @@ def _points_csv(runs: list[RunData]) -> str:
     w.writerow(CSV_COLUMNS)
     for rd in runs:
         for p in rd.points:
-            med = p.get("median_ms")
-            eff = {k: (p[f"floor_{k}_ms"] / med if p.get(f"floor_{k}_ms") and med else None)
+            med = p.latency_ms
+            eff = {k: (getattr(p, f"floor_{k}_ms") / med if getattr(p, f"floor_{k}_ms") and med else None)
                    for k in ("compulsory", "layer")}
-            row = {"run_id": rd.run["id"], "run_name": rd.run["name"], **p,
+            row = {"run_id": rd.run["id"], "run_name": rd.run["name"], **p.to_dict(),
+                   "status": str(p.status) if p.status is not None else None,
                    "eff_compulsory": eff["compulsory"], "eff_layer": eff["layer"]}
             w.writerow(["" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS])
     return buf.getvalue()

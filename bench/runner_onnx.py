@@ -23,6 +23,7 @@ class OrtRunner(Runner):
     """ONNX Runtime with the device's provider: CPU EP on CPU, CUDA EP (IOBinding) on GPU."""
 
     name = "ort"
+    needs_onnx = True
     provider_cpu, provider_cuda = "CPUExecutionProvider", "CUDAExecutionProvider"
 
     def provider(self, device: str) -> str:
@@ -54,30 +55,37 @@ class OrtRunner(Runner):
         self.input_name = self.session.get_inputs()[0].name
         self.dtype = _ORT_DTYPE[ctx.precision]
         self.device = ctx.device
+        self._binding = self._out = None
         self._precision_note = f"{ctx.precision} graph, {self.session.get_providers()[0]}"
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x.astype(self.dtype)})[0].astype(np.float64)
-
-    def call(self, x: np.ndarray) -> Callable[[], object]:
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
         feed = {self.input_name: np.ascontiguousarray(x.astype(self.dtype))}
         if not self.device.startswith("cuda"):
-            return lambda: self.session.run(None, feed)
+            def run():
+                self._out = self.session.run(None, feed)[0]
+
+            return run
         import onnxruntime as ort
 
         binding = self.session.io_binding()
         dev = ort.OrtValue.ortvalue_from_numpy(feed[self.input_name], "cuda", 0)
         binding.bind_ortvalue_input(self.input_name, dev)
         binding.bind_output(self.session.get_outputs()[0].name, "cuda")
+        self._binding = binding
         self._precision_note += ", IOBinding"
 
-        def run():
+        def run_bound():
             self.session.run_with_iobinding(binding)
 
-        return run
+        return run_bound
+
+    def output(self) -> np.ndarray:
+        if self._binding is not None:
+            return np.asarray(self._binding.copy_outputs_to_cpu()[0], dtype=np.float64)
+        return np.asarray(self._out, dtype=np.float64)
 
     def close(self) -> None:
-        self.session = None
+        self.session = self._binding = self._out = None
 
 
 class OrtTensorRtRunner(OrtRunner):
@@ -108,6 +116,7 @@ class OpenVinoRunner(Runner):
 
     name = "openvino"
     devices = ("cpu",)
+    needs_onnx = True
     hints = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
     def unavailable_reason(self, device: str) -> str | None:
@@ -126,14 +135,15 @@ class OpenVinoRunner(Runner):
         self._precision_note = f"hint {hint}, runs {actual.replace('<Type: ', '').rstrip('>')}"
         self.request = self.compiled.create_infer_request()
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.request.infer([x.astype(np.float32)])[0], dtype=np.float64)
-
-    def call(self, x: np.ndarray) -> Callable[[], object]:
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
         import openvino as ov
 
-        self.request.set_input_tensor(ov.Tensor(np.ascontiguousarray(x.astype(np.float32))))
+        self._input = np.ascontiguousarray(x.astype(np.float32))  # the tensor shares this memory
+        self.request.set_input_tensor(ov.Tensor(self._input))
         return self.request.infer
+
+    def output(self) -> np.ndarray:
+        return np.asarray(self.request.get_output_tensor(0).data, dtype=np.float64)
 
     def close(self) -> None:
         self.request = self.compiled = None

@@ -16,6 +16,7 @@ class TensorRtRunner(Runner):
 
     name = "trt"
     devices = ("cuda",)
+    needs_onnx = True
 
     def unavailable_reason(self, device: str) -> str | None:
         if not module_available("tensorrt"):
@@ -56,16 +57,14 @@ class TensorRtRunner(Runner):
         self.context.set_tensor_address(self.out, out.data_ptr())
         return xin, out
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        xin, out = self._bind(x)
-        self.context.execute_async_v3(self.stream.cuda_stream)
-        self.stream.synchronize()
-        return out.double().cpu().numpy()
-
-    def call(self, x: np.ndarray) -> Callable[[], object]:
-        self._bound = self._bind(x)  # keep buffers alive
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        self._bound = self._bind(x)  # keep buffers alive: the engine reads and writes them
         handle = self.stream.cuda_stream
         return lambda: self.context.execute_async_v3(handle)
 
+    def output(self) -> np.ndarray:
+        self.stream.synchronize()
+        return self._bound[1].double().cpu().numpy()
+
     def close(self) -> None:
-        self.context = self.engine = self.runtime = None
+        self.context = self.engine = self.runtime = self._bound = None

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,12 @@ import pytest
 # worker (and per CLI subprocess it starts) avoids oversubscription stalls on small ops.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Benchmarks in tests are functional checks, not measurements: each test worker takes its own
+# measurement lock instead of queueing behind every other fsrt measurement on the machine.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_LOCK = os.path.join(tempfile.gettempdir(), f"fsrt-test-lock-{os.getpid()}-{_WORKER}")
+os.environ.setdefault("FSRT_MEASURE_LOCK", _LOCK)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ZOO = REPO.parent / "shared" / "reference" / "zoo.json"

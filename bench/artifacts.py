@@ -1,0 +1,139 @@
+"""Files a sweep prepares once per model variant, so every runtime's worker reads the same model.
+
+For each variant: its fp32 weights (a seeded initialization with calibrated BatchNorm, or a
+checkpoint's trained weights), a seeded input batch per batch size with its float64 reference
+logits, and ONNX graphs per precision and batch for the runtimes that read ONNX. Files live in
+the run's work folder under names that hash the structure, so a resumed sweep reuses them; each
+is written atomically (an interrupted export leaves nothing half-written).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fsrt.bench.plan import Variant
+from fsrt.io import atomic_write_bytes
+
+
+def calibrate_batchnorm(model, resolution: int, seed: int, batches: int = 2, batch_size: int = 8) -> None:
+    """Set BN running statistics from random inputs (cumulative average), then switch to eval.
+
+    A freshly initialized network has unit BN statistics, so activations shrink or grow
+    layer after layer (EfficientNet's logits end near 1e-14) and half precision underflows;
+    calibrated statistics give trained-like activation scales and meaningful parity checks.
+    """
+    import torch
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.randn(batch_size, 3, resolution, resolution, generator=gen))
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
+
+
+def build_variant_model(v: Variant, seed: int):
+    """The variant's fp32 eval-mode module: trained weights for a checkpoint's own model, else a
+    seeded initialization with calibrated BatchNorm."""
+    import torch
+
+    from fsrt.models import build_model
+
+    if v.trained_weights:
+        from fsrt.exporters.model_source import load_model
+
+        return load_model(v.source)[0].eval()
+    torch.manual_seed(seed)
+    model = build_model(v.spec)
+    calibrate_batchnorm(model, v.spec.resolution, seed)
+    return model
+
+
+@dataclass(frozen=True)
+class VariantFiles:
+    """Where one variant's prepared files are."""
+
+    weights: Path
+    inputs: dict[int, Path]  # batch -> float32 NCHW input (.npy)
+    references: dict[int, Path]  # batch -> float64 reference logits (.npy)
+    onnx: dict[tuple[str, int], Path]  # (precision, batch) -> graph
+
+
+class VariantArtifacts:
+    """Builds (once) and caches the files of one variant in ``workdir``."""
+
+    def __init__(self, v: Variant, seed: int, workdir: Path):
+        self.v, self.seed, self.dir = v, seed, workdir / "models"
+        self._model = None
+
+    @property
+    def model(self):
+        """The fp32 module, built on first use (only when some file is missing)."""
+        if self._model is None:
+            self._model = build_variant_model(self.v, self.seed)
+        return self._model
+
+    def _path(self, suffix: str) -> Path:
+        return self.dir / f"{self.v.artifact_id}-s{self.seed}{suffix}"
+
+    def weights(self) -> Path:
+        """The module's state dict (torch.save), written once."""
+        import torch
+
+        path = self._path(".pt")
+        if not path.exists():
+            buf = io.BytesIO()
+            torch.save(self.model.state_dict(), buf)
+            atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def inputs(self, batch: int) -> tuple[Path, Path]:
+        """The seeded input batch and its float64 reference logits (``.npy`` files)."""
+        x_path, ref_path = self._path(f"-b{batch}-x.npy"), self._path(f"-b{batch}-ref.npy")
+        if not (x_path.exists() and ref_path.exists()):
+            from fsrt.exporters.parity import reference_outputs
+
+            r = self.v.spec.resolution
+            x = np.random.default_rng(self.seed).standard_normal((batch, 3, r, r)).astype(np.float32)
+            (ref,) = reference_outputs(self.model, [x.astype(np.float64)])
+            atomic_write_bytes(x_path, _npy(x))
+            atomic_write_bytes(ref_path, _npy(ref))
+        return x_path, ref_path
+
+    def onnx(self, precision: str, batch: int) -> Path:
+        """The ONNX graph at a precision for a static batch (exported without its own parity check:
+        every runtime that reads it is checked against the reference instead)."""
+        path = self._path(f"-b{batch}-{precision}.onnx")
+        if not path.exists():
+            from fsrt.exporters.onnx_export import export_onnx
+
+            export_onnx(self.model, path, batch=batch, precision=precision, parity=False, force=True)
+        return path
+
+    def files(self, batches: list[int], onnx_keys: list[tuple[str, int]]) -> VariantFiles:
+        """Every file the plan needs for this variant, prepared."""
+        inputs, refs = {}, {}
+        for b in batches:
+            inputs[b], refs[b] = self.inputs(b)
+        onnx = {key: self.onnx(*key) for key in onnx_keys}
+        return VariantFiles(self.weights(), inputs, refs, onnx)
+
+    def release(self) -> None:
+        """Drop the in-memory module (files stay)."""
+        self._model = None
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
