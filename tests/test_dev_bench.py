@@ -1,0 +1,35 @@
+"""Smoke tests of the measurement benchmark scripts in dev/ (they run; their figures go in notes)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+DEV = Path(__file__).resolve().parents[1] / "dev"
+
+
+def _run(script: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(DEV / script), *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_repeatability_script_runs_twice_resumes_and_compares():
+    doc = _run("bench_repeatability.py", "--quick", "--json")
+    assert doc["resumed"] is True  # the rerun reused every stored point
+    assert len(doc["points"]) == 3  # base (once), w s=2, dwr s=2 on eager
+    assert all(math.isfinite(p["ratio"]) and p["ratio"] > 0 for p in doc["points"])
+    assert sum(doc["verdict_counts"].values()) == len(doc["conclusions"]) > 0
+    assert set(doc["verdict_counts"]) <= {"identical", "unresolved in both", "one-sided", "one-sided, other leader",
+                                          "contradictory"}
+
+
+def test_fidelity_script_compares_with_the_runtimes_own_tools():
+    doc = _run("bench_fidelity.py", "--quick", "--json")
+    (rep,) = doc["reps"]
+    assert set(rep) == {"fsrt_openvino", "benchmark_app", "fsrt_ort", "ort_loop"}
+    assert all(v > 0 for v in rep.values())
+    assert set(doc["summary"]) == {"openvino", "ort"}
