@@ -58,10 +58,10 @@ def fsrt_figures(model: str, resolution: int | None, threads: int, work: Path, i
 
 def benchmark_app(graph: Path, threads: int, seconds: float) -> float:
     """OpenVINO's own tool: the 10th percentile it reports, in ms."""
-    out = subprocess.run([str(BIN / "benchmark_app"), "-m", str(graph), "-d", "CPU", "-hint", "none", "-nstreams", "1",
-                          "-nireq", "1", "-nthreads", str(threads), "-infer_precision", "f32",
-                          "-latency_percentile", "10", "-t", str(max(1, round(seconds)))], check=True, capture_output=True,
-                         text=True).stdout
+    cmd = [str(BIN / "benchmark_app"), "-m", str(graph), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nireq", "1",
+           "-nthreads", str(threads), "-infer_precision", "f32", "-latency_percentile", "10",
+           "-t", str(max(1, round(seconds)))]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     m = re.search(r"10 percentile:\s+([0-9.]+) ms", out)
     if not m:
         raise RuntimeError("benchmark_app printed no 10th percentile:\n" + out[-800:])
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(doc, indent=2))
     else:
         for name, s in summary.items():
-            print(f"{name}: fsrt / own tool = {s['median_ratio']:.3f} (range {s['min_ratio']:.3f}-{s['max_ratio']:.3f})")
+            print(f"{name}: fsrt / own tool = {s['median_ratio']:.3f} "
+                  f"(range {s['min_ratio']:.3f}-{s['max_ratio']:.3f})")
     return doc
 
 
