@@ -25,7 +25,7 @@ from fsrt.bench.uncertainty import Interval, bootstrap, geomean_ratio, independe
 from fsrt.fitting import finite_positive, loglog_fit
 
 METRICS = ("flops", "params", "acts")
-SERIES_FIELDS = ("runtime", "precision", "device", "batch", "threads")
+SERIES_FIELDS = ("runtime", "mode", "precision", "device", "batch", "threads")
 
 
 # -- basic statistics -------------------------------------------------------------------------

@@ -120,16 +120,19 @@ class Job:
     precision: str
     batch: int
     mkey: str
+    mode: str = "infer"
 
     @property
     def label(self) -> str:
         """How progress lines name it."""
-        return f"{self.variant.name} {self.runtime} {self.precision} b{self.batch}"
+        mode = "" if self.mode == "infer" else f" {self.mode}"
+        return f"{self.variant.name} {self.runtime}{mode} {self.precision} b{self.batch}"
 
 
-def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: BenchPlan) -> str:
+def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: BenchPlan, mode: str = "infer") -> str:
     """Hash of everything that determines a measurement (not the strategy label)."""
-    ident = {"spec": v.spec_hash, "weights": v.weights_tag(plan.seed), "runtime": runtime, "precision": precision,
+    ident = {"spec": v.spec_hash, "weights": v.weights_tag(plan.seed), "runtime": runtime, "mode": mode,
+             "precision": precision,
              "batch": batch, "device": plan.device, "threads": plan.threads, "channels_last": plan.channels_last,
              "cuda_graphs": plan.cuda_graphs, "window": plan.window.identity(), "rounds": plan.rounds.identity(),
              "method": METHOD}

@@ -53,6 +53,7 @@ class Point:
     s: float | None = None
     flops_mult: float | None = None
     runtime: str | None = None
+    mode: str | None = None  # what one timed call is: "infer" (a forward pass) or "train" (a training step)
     precision: str | None = None
     batch: int | None = None
     resolution: int | None = None
@@ -61,6 +62,7 @@ class Point:
     flops: int | None = None
     params: int | None = None
     acts: int | None = None
+    layers: int | None = None  # conv and fully connected layers (a per-layer dispatch cost term)
     status: str | None = None
     reason: str | None = None  # why a point failed (error or parity failure); empty when measured
     note: str | None = None  # the precision and options the runtime actually applied

@@ -288,6 +288,7 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     for statement in _SCHEMA_2_TABLES.split(";"):  # not executescript: it would commit mid-migration
         if statement.strip():
             db.execute(statement)
+    db.execute("UPDATE points SET mode='infer'")  # schema 1 measured inference only
     measured = tuple(str(s) for s in (Status.OK, Status.UNSTABLE))
     db.execute("UPDATE points SET latency_ms=median_ms, rounds=1, dropped_rounds=0, "
                "statistic='median of one timing window (schema 1)', note=reason, reason=NULL "

@@ -101,7 +101,7 @@ def base_point(job: Job, plan: BenchPlan, ceilings: Ceilings | None) -> Point:
                                  v.spec.num_classes, job.precision, ceilings)
     st = v.strategy
     return Point(model=v.name, base=v.base, family=v.spec.family, strategy=st.name, alpha=st.alpha, e_d=st.e_d,
-                 e_w=st.e_w, e_r=st.e_r, s=v.s, flops_mult=v.flops_mult, runtime=job.runtime,
+                 e_w=st.e_w, e_r=st.e_r, s=v.s, flops_mult=v.flops_mult, runtime=job.runtime, mode=job.mode,
                  precision=job.precision, batch=job.batch, resolution=v.spec.resolution, device=plan.device,
                  threads=plan.threads, flops=cx.flops, params=cx.params, acts=cx.acts, mkey=job.mkey,
                  l2=plan.window.l2 if plan.device.startswith("cuda") else "n/a (CPU)",

@@ -342,6 +342,7 @@ def test_schema_1_database_migrates_and_keeps_its_points(tmp_path):
             assert p.latency_ms == median_ms and p.status == status  # the old figure stays the figure
             assert p.statistic == "median of one timing window (schema 1)" and p.latency_lo_ms is None
             assert p.note == reason and p.reason is None  # schema 1 kept precision notes in 'reason'
+            assert p.mode == "infer"
             assert (p.e_d, p.e_w, p.e_r) == {"w": (0.0, 1.0, 0.0), "dwr": (1 / 3, 1 / 3, 1 / 3)}[strategy]
         # the migrated store takes new points and windows
         st.put_windows("m", "k", [Window(1, (1.0, 2.0), 5.0)])
