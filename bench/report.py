@@ -265,12 +265,13 @@ def _latency(p) -> str:
 
 
 def _ratio(iv: dict | None) -> str:
-    """'1.23x [1.20, 1.26]' for an interval dict."""
+    """'1.234x [1.201, 1.262]' for an interval dict (three decimals near 1, where ties are decided)."""
     if not iv:
         return "-"
+    f = (lambda v: f"{v:.3f}") if iv["value"] < 10 else (lambda v: f"{v:.1f}")
     if iv.get("lo") is None:
-        return f"{iv['value']:.3f}x"
-    return f"{iv['value']:.3f}x [{iv['lo']:.3f}, {iv['hi']:.3f}]"
+        return f"{f(iv['value'])}x"
+    return f"{f(iv['value'])}x [{f(iv['lo'])}, {f(iv['hi'])}]"
 
 
 def _rounds_range(points: list[Point]) -> str:

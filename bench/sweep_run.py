@@ -247,12 +247,23 @@ class Sweep:
             raise
         pool.close()
 
+    def _prime(self, pool, req: PrepareRequest, runtime: str) -> None:
+        """Prepare and free one job before measuring anything in a fresh worker: a runtime's one-time
+        set-up (libraries, thread pools, kernel caches) must not count as the first model's memory."""
+        from dataclasses import replace
+
+        try:
+            pool.prepare(runtime, replace(req, job="primer"))
+            pool.release(runtime, "primer")
+        except (WorkerFailed, WorkerDied):
+            pass  # the real prepare reports the problem
+
     def _prepare_jobs(self, pool, group: list[_Entry], files: dict, ceilings: dict) -> dict[str, tuple]:
         """Prepare and parity-check each job in its worker; failures become points now."""
         from fsrt.exporters.precision import get_precision
 
         self.progress.phase("preparing runtimes and checking outputs", len(group))
-        ready = {}
+        ready, primed = {}, set()
         for entry in group:
             job = entry.job
             base = base_point(job, self.plan, ceilings[job.precision])
@@ -260,6 +271,9 @@ class Sweep:
             req = PrepareRequest(job.mkey, job.variant.spec.to_dict(), str(f.weights), str(f.inputs[job.batch]),
                                  {p: str(path) for (p, b), path in f.onnx.items() if b == job.batch},
                                  job.precision, job.batch)
+            if job.runtime not in primed:
+                primed.add(job.runtime)
+                self._prime(pool, req, job.runtime)
             self.progress.step(job.label)
             try:
                 prep = pool.prepare(job.runtime, req)

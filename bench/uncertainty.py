@@ -26,6 +26,7 @@ from fsrt.bench.stats import median, median_ci, percentile
 Z95 = 1.959963984540054
 PAIR_WINDOW_S = 120.0  # windows of one round are seconds apart; more means they were not measured together
 BOOTSTRAP_REPS = 2000
+BOOTSTRAP_MIN_POINTS = 5  # fewer points make resamples of 1-2 distinct values: r = +-1, meaningless intervals
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,9 @@ def geomean_ratio(ratios: Sequence[Interval]) -> Interval | None:
 def bootstrap(stat: Callable[[list[int]], float | None], n: int, seed: int = 0,
               reps: int = BOOTSTRAP_REPS) -> tuple[float, float] | None:
     """Percentile 95% interval of ``stat(indices)`` over ``reps`` resamples of ``range(n)`` with
-    replacement; resamples where the statistic is undefined are skipped. None if too few remain."""
-    if n < 3:
+    replacement; resamples where the statistic is undefined are skipped. None for fewer than
+    ``BOOTSTRAP_MIN_POINTS`` points or when too few resamples give a value."""
+    if n < BOOTSTRAP_MIN_POINTS:
         return None
     rng = random.Random(seed)
     values = []
