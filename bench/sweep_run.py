@@ -217,20 +217,23 @@ class Sweep:
 
         classes = all_runners()
         needs: dict[str, tuple[VariantArtifacts, set, set]] = {}
+        primer = primer_variant(todo[0].job.variant)
         for e in todo:
             job = e.job
-            art, batches, graphs = needs.setdefault(job.variant.artifact_id,
-                                                    (VariantArtifacts(job.variant, self.plan.seed, self.workdir),
-                                                     set(), set()))
-            batches.add(job.batch)
-            if getattr(classes.get(job.runtime), "needs_onnx", False):
-                graphs.add((_graph_precision(job), job.batch))
+            for v, batch in ((job.variant, job.batch), (primer, 1)):
+                art, batches, graphs = needs.setdefault(v.artifact_id, (VariantArtifacts(v, self.plan.seed,
+                                                                                         self.workdir), set(), set()))
+                batches.add(batch)
+                if getattr(classes.get(job.runtime), "needs_onnx", False):
+                    graphs.add((_graph_precision(job), batch))
         self.progress.phase("preparing models", len(needs))
         out = {}
         for vid, (art, batches, graphs) in needs.items():
             out[vid] = art.files(sorted(batches), sorted(graphs))
             art.release()
             self.progress.step(art.v.name)
+        out["primer"] = out[primer.artifact_id]
+        self._primer = primer
         return out
 
     def _host_config(self, runtime: str) -> HostConfig:
@@ -247,14 +250,16 @@ class Sweep:
             raise
         pool.close()
 
-    def _prime(self, pool, req: PrepareRequest, runtime: str) -> None:
-        """Prepare and free one job before measuring anything in a fresh worker: a runtime's one-time
-        set-up (libraries, thread pools, kernel caches) must not count as the first model's memory."""
-        from dataclasses import replace
-
+    def _prime(self, pool, files, job: Job) -> None:
+        """Prepare and free a tiny model in a fresh worker before anything is measured there: a
+        runtime's one-time set-up (libraries, thread pools, kernel caches) must not count as the
+        first model's memory. Tiny, so the memory it frees (and later models reuse) is negligible."""
+        f = files["primer"]
+        req = PrepareRequest("primer", self._primer.spec.to_dict(), str(f.weights), str(f.inputs[1]),
+                             {p: str(path) for (p, b), path in f.onnx.items() if b == 1}, job.precision, 1)
         try:
-            pool.prepare(runtime, replace(req, job="primer"))
-            pool.release(runtime, "primer")
+            pool.prepare(job.runtime, req)
+            pool.release(job.runtime, "primer")
         except (WorkerFailed, WorkerDied):
             pass  # the real prepare reports the problem
 
@@ -273,7 +278,7 @@ class Sweep:
                                  job.precision, job.batch)
             if job.runtime not in primed:
                 primed.add(job.runtime)
-                self._prime(pool, req, job.runtime)
+                self._prime(pool, files, job)
             self.progress.step(job.label)
             try:
                 prep = pool.prepare(job.runtime, req)
@@ -319,6 +324,15 @@ class Sweep:
                 pool.release(entry.job.runtime, mkey)
             except (WorkerFailed, WorkerDied):
                 pass  # nothing left to free
+
+
+def primer_variant(v: Variant) -> Variant:
+    """A tiny relative of ``v`` (1/8 of its widths at 32 px) that primes a runtime's worker."""
+    from fsrt.complexity import complexity
+    from fsrt.scaling import parse_strategy, scale_spec
+
+    spec = scale_spec(v.spec.replace(resolution=32), parse_strategy("w"), 1 / 64).spec.replace(name="primer")
+    return Variant("primer", "primer", parse_strategy("w"), 1 / 64, 1 / 64, spec, complexity(spec))
 
 
 def _graph_precision(job: Job) -> str:
