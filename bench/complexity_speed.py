@@ -16,7 +16,7 @@ import random
 from fsrt.bench.timing import best_of
 from fsrt.complexity import complexity
 from fsrt.regnet import RegNetParams, is_valid_regnet
-from fsrt.spec import ModelSpec, StemSpec
+from fsrt.spec import ModelSpec, StemSpec, regnet_stages
 from fsrt.zoo import zoo_names, zoo_spec
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     stem = StemSpec("simple", (32,), "none")
 
     def generate_and_count():
-        return [complexity(ModelSpec("regnety", 224, stem, p.stages())) for p in params]
+        return [complexity(ModelSpec("regnety", 224, stem, regnet_stages(p))) for p in params]
 
     t_gen = best_of(generate_and_count, 1 if args.n > 20_000 else 3)
     flops = sorted(c.flops for c in generate_and_count())
