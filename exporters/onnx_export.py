@@ -228,8 +228,8 @@ def export_onnx(model_or_spec, path, *, batch: int = 1, dynamic_batch=None, reso
     import torch
 
     from fsrt.complexity import complexity
+    from fsrt.kernels.bn_fold import count_batchnorm, fold_batchnorm
 
-    from .bn_fold import count_batchnorm, fold_batchnorm
     from .model_source import load_model
 
     start = time.perf_counter()
