@@ -202,7 +202,7 @@ def _first_line(e: BaseException) -> str:
 def measure_point(runner: Runner, v: Variant, m: _Model, precision: str, batch: int, plan: BenchPlan,
                   workdir: Path, ceilings: Ceilings | None) -> dict:
     """Prepare, parity-check and time one runner on variant ``v`` (its module from ``m``)."""
-    from fsrt.exporters.precision import get_precision
+    from fsrt.precision import get_precision
 
     cx = complexity(v.spec)
     rec = {"model": v.name, "base": v.base, "family": v.spec.family, "strategy": v.strategy.name,

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from fsrt.errors import CheckFailed, FsrtError, first_line
 from fsrt.io import atomic_write_bytes
+from fsrt.precision import get_precision, torch_dtype
 from fsrt.spec import ModelSpec
 
 from .parity import Parity, check_parity, skipped
-from .precision import get_precision, torch_dtype
 from .trt_config import BatchSpec, batch_spec
 
 MIN_OPSET = 18  # the dynamo exporter emits opset 18+ natively; older targets silently fall back

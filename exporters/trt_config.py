@@ -168,7 +168,7 @@ def make_settings(onnx_path, *, engine_path=None, batch: BatchSpec, precision: s
     """Validate and assemble build settings from an exported ONNX file (reads its input and type)."""
     import onnx
 
-    from .precision import get_precision, precision_of_elem_type
+    from fsrt.precision import get_precision, precision_of_elem_type
 
     if not 0 <= int(opt_level) <= 5:
         raise FsrtError(f"builder optimization level must be 0..5, got {opt_level}")

@@ -12,9 +12,9 @@ import pytest
 import torch
 from export_helpers import ort_vs_float64, randomized_model, shallow
 
+from fsrt import precision as precision_mod
 from fsrt.complexity import complexity
 from fsrt.errors import CheckFailed, FsrtError
-from fsrt.exporters import precision as precision_mod
 from fsrt.exporters.onnx_export import export_onnx, read_metadata
 from fsrt.exporters.parity import widen_bf16
 from fsrt.kernels.bn_fold import count_batchnorm, fold_batchnorm

@@ -110,7 +110,7 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
     """
     from fsrt.bench.timing import TimingConfig
     from fsrt.errors import FsrtError
-    from fsrt.exporters.precision import get_precision
+    from fsrt.precision import get_precision
     from fsrt.scaling import check_s
     from fsrt.sweep import parse_sweep
 

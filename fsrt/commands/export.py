@@ -114,7 +114,7 @@ def command(source, output, batch, dynamic_batch, resolution, precision, opset, 
     from fsrt.exporters import trt_config
     from fsrt.exporters.model_source import load_model
     from fsrt.exporters.onnx_export import check_opset, export_onnx
-    from fsrt.exporters.precision import get_precision
+    from fsrt.precision import get_precision
 
     # Cheap checks first, so bad input fails before any work and leaves no files.
     prec = get_precision(precision)
