@@ -17,6 +17,7 @@ from fsrt.scaling import (
     NAMED,
     alpha_strategy,
     loglog_slope,
+    parse_strategies,
     parse_strategy,
     scale_spec,
     scale_to_flops,
@@ -326,3 +327,16 @@ def test_fitted_exponents_match_theory(model):
     rows = [r for r in analysis.rows if r.strategy == analysis.fits[0].strategy.name]
     assert [r.s for r in rows] == [1, 2, 4, 8, 16, 32]
     assert rows[0].flops == complexity(zoo_spec(model)).flops
+
+
+def test_strategy_lists_parse_once_for_every_command():
+    """--alpha and --strategy lists: alpha members first, duplicates dropped, empty items refused."""
+    got = parse_strategies("0.8,1", "dwr,alpha=0.8,w")
+    assert [s.name for s in got] == ["alpha=0.8", "alpha=1", "dwr", "w"]
+    assert got[0].e_w == 0.8 and got[0].e_d == got[0].e_r == pytest.approx(0.1)
+    assert parse_strategies(None, None) == ()
+    assert [s.name for s in parse_strategies(strategy="fast")] == ["dWr"]
+    for alpha, strategy, fragment in (("0.3,,1", None, "empty item"), (None, "dwr,,w", "empty item"),
+                                      (None, " , ", "empty"), ("2", None, "alpha"), (None, "zz", "unknown")):
+        with pytest.raises(FsrtError, match=fragment):
+            parse_strategies(alpha, strategy)

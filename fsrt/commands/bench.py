@@ -24,42 +24,6 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
-def _strategies(alpha: str | None, strategy: str | None):
-    from fsrt.errors import FsrtError
-    from fsrt.scaling import alpha_strategy, parse_strategy
-    from fsrt.sweep import parse_float_list
-
-    out = []
-    if alpha:
-        for a in parse_float_list(alpha, "--alpha"):
-            if not 0 <= a <= 1:
-                raise FsrtError(f"alpha must be in [0, 1], got {a:g}")
-            out.append(alpha_strategy(a))
-    if strategy or not out:
-        names = [n.strip() for n in (strategy or DEFAULT_STRATEGIES).split(",") if n.strip()]
-        if not names:
-            raise FsrtError("--strategy names no strategy; e.g. --strategy dwr,dWr,w")
-        out.extend(parse_strategy(n) for n in names)
-    return tuple({s.name: s for s in out}.values())
-
-
-def _device(text: str) -> str:
-    from fsrt.errors import FsrtError
-
-    if text == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise FsrtError("--device cuda but torch sees no CUDA GPU; use --device cpu")
-    elif text != "cpu":
-        raise FsrtError(f"--device must be auto, cpu or cuda[:N], got {text!r}")
-    return text
-
-
 @click.command("bench")
 @click.argument("models", nargs=-1, metavar="[MODEL ...]")
 @click.option("--alpha", default=None, help="Alpha-family strategies, e.g. 0.33,0.8,1 (0.8 is dWr).")
@@ -109,9 +73,10 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
       fsrt bench --runtimes all --precision fp32,bf16 --out runs/cpu-all
     """
     from fsrt.bench.timing import TimingConfig
+    from fsrt.device import resolve_device
     from fsrt.errors import FsrtError
     from fsrt.precision import get_precision
-    from fsrt.scaling import check_s
+    from fsrt.scaling import check_s, parse_strategies
     from fsrt.sweep import parse_sweep
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -127,10 +92,11 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
     if resolution is not None and resolution < 8:
         raise FsrtError(f"--resolution must be at least 8 pixels, got {resolution}")
     nthreads = threads or os.cpu_count() or 1
-    strategies, batches = _strategies(alpha, strategy), _ints(batch, "--batch")
+    strategies = parse_strategies(alpha, strategy) or parse_strategies(strategy=DEFAULT_STRATEGIES)
+    batches = _ints(batch, "--batch")
     from fsrt.bench.sweep_run import BenchPlan, plan_variants, run_sweep
 
-    dev = _device(device)
+    dev = str(resolve_device(device))
     plan = BenchPlan(sources=tuple(models) or ("RegNetY-400MF",), strategies=strategies,
                      s_values=s_values, batches=batches, precisions=precisions, device=dev,
                      threads=nthreads, resolution=resolution, channels_last=channels_last, cuda_graphs=cuda_graphs,

@@ -7,22 +7,6 @@ import click
 from fsrt.commands.common import console, err_console, json_option, print_json
 
 
-def resolve_strategy(alpha: str | None, strategy: str | None):
-    """The strategy from exactly one of ``--alpha`` / ``--strategy``."""
-    from fsrt.errors import FsrtError
-    from fsrt.scaling import alpha_strategy, parse_strategy
-    from fsrt.sweep import parse_float_list
-
-    if (alpha is None) == (strategy is None):
-        raise FsrtError("give exactly one of --alpha A or --strategy NAME (e.g. --alpha 0.8 or --strategy dWr)")
-    if alpha is not None:
-        values = parse_float_list(alpha, "--alpha")
-        if len(values) != 1:
-            raise FsrtError(f"--alpha takes one value here, got {alpha!r} (use 'fsrt scaling' for several)")
-        return alpha_strategy(values[0])
-    return parse_strategy(strategy)
-
-
 @click.command("scale")
 @click.argument("model")
 @click.option("--alpha", "-a", default=None, metavar="A",
@@ -53,11 +37,15 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
       fsrt scale RegNetY-400MF --strategy d1_w8_g8_r1 --s 4 --json
     """
     from fsrt.errors import FsrtError
-    from fsrt.scaling import scale_spec, scale_to_flops
+    from fsrt.scaling import parse_strategies, scale_spec, scale_to_flops
     from fsrt.sizes import parse_size
     from fsrt.source import get_spec
 
-    strat = resolve_strategy(alpha, strategy)
+    strategies = parse_strategies(alpha, strategy)
+    if len(strategies) != 1:
+        raise FsrtError("give exactly one strategy, --alpha A or --strategy NAME (e.g. --alpha 0.8 or --strategy dWr); "
+                        "'fsrt scaling' compares several")
+    strat = strategies[0]
     if (s is None) == (target_flops is None):
         raise FsrtError("give exactly one of --s S or --target-flops SIZE (e.g. --s 4 or --target-flops 4G)")
     if not (0 < tolerance < 1):
