@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fsrt.errors import FsrtError
+from fsrt.names import slug
 
 TRT_INSTALL_HINT = ("install it with: pip install 'fsrt[trt]' (NVIDIA's tensorrt wheels; needs an NVIDIA GPU, "
                     "driver and CUDA)")
@@ -107,17 +108,12 @@ def cache_dir() -> Path:
     return Path(base) / "fsrt"
 
 
-def slug(text: str) -> str:
-    """``text`` reduced to a file-name-safe lowercase token."""
-    return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-") or "unknown"
-
-
 def timing_cache_path(explicit: str | Path | None, gpu_name: str, trt_version: str) -> Path:
     """Where the timing cache lives. Timing caches are only valid for one GPU model and one
     TensorRT version, so the default name carries both; an explicit path is used as given."""
     if explicit:
         return Path(explicit)
-    return cache_dir() / "trt" / f"timing-{slug(gpu_name)}-trt{slug(trt_version)}.cache"
+    return cache_dir() / "trt" / f"timing-{slug(gpu_name.lower())}-trt{slug(trt_version.lower())}.cache"
 
 
 def default_engine_path(onnx_path: str | Path) -> Path:

@@ -11,9 +11,9 @@ def default_output(spec, source: str, precision: str, resolution: int | None):
     """``<name>[-<res>px][-<precision>].onnx`` in the current folder."""
     from pathlib import Path
 
-    from fsrt.exporters.trt_config import slug
+    from fsrt.names import slug
 
-    base = slug(spec.name or Path(str(source)).stem or spec.family)
+    base = slug((spec.name or Path(str(source)).stem or spec.family).lower())
     if resolution and resolution != spec.resolution:
         base += f"-{resolution}px"
     if precision != "fp32":
