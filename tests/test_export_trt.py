@@ -74,18 +74,6 @@ def test_batch_spec_and_profile_shapes():
         trt_config.batch_spec(0)
 
 
-@pytest.mark.parametrize("text, expected", [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 3 * 2**29),
-                                            ("1024", 1024), (2048, 2048)])
-def test_parse_bytes(text, expected):
-    assert trt_config.parse_bytes(text) == expected
-
-
-@pytest.mark.parametrize("text", ["lots", "-1G", "0", "4X"])
-def test_parse_bytes_rejects(text):
-    with pytest.raises(FsrtError):
-        trt_config.parse_bytes(text)
-
-
 def test_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("FSRT_CACHE_DIR", str(tmp_path / "c"))
     p = trt_config.timing_cache_path(None, "NVIDIA H100 80GB HBM3", "10.9.0.34")

@@ -16,7 +16,7 @@ from fsrt.commands.common import console, err_console, json_option, print_json
                    "(d1_w8_g8_r1, pycls:dw).")
 @click.option("--s", "-s", "s", default=None, metavar="S", help="Flops multiplier to scale by (> 0).")
 @click.option("--target-flops", "-t", default=None, metavar="SIZE",
-              help="Search s so the scaled model lands on these flops (e.g. 4G, 800M).")
+              help="Search s so the scaled model lands on these flops, in decimal units (4G = 4e9; e.g. 4G, 800M).")
 @click.option("--tolerance", default=0.01, show_default=True, type=float,
               help="With --target-flops: relative miss counted as reached.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
@@ -38,7 +38,7 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
     """
     from fsrt.errors import FsrtError
     from fsrt.scaling import parse_strategies, scale_spec, scale_to_flops
-    from fsrt.sizes import parse_size
+    from fsrt.sizes import parse_count
     from fsrt.source import get_spec
 
     strategies = parse_strategies(alpha, strategy)
@@ -58,7 +58,7 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
             raise FsrtError(f"--s must be a number > 0, got {s!r}") from None
         result = scale_spec(spec, strat, s_value)
     else:
-        target = parse_size(target_flops, "--target-flops")
+        target = parse_count(target_flops, "--target-flops")
         result = scale_to_flops(spec, strat, target, tolerance=tolerance)
     if output:
         try:
