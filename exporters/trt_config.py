@@ -124,6 +124,7 @@ class TrtBuildSettings:
     timing_cache: Path | None
     opt_level: int = DEFAULT_OPT_LEVEL
     plugin_domains: tuple[str, ...] = ()  # custom ONNX domains (e.g. "fsrt") whose plugins must be registered
+    # before TensorRT parses the graph (--triton-group-conv graphs hold fsrt nodes)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -220,11 +221,3 @@ def sidecar(settings: TrtBuildSettings, *, trt_version: str, gpu: str, build_sec
         "fsrt_version": __version__,
     }
 
-
-def uses_fsrt_plugin(onnx_path: str | Path) -> bool:
-    """True when the graph holds fsrt kernel nodes (domain ``fsrt``), which TensorRT can parse
-    only after ``fsrt.kernels.trt_plugin.register_trt_plugin()`` has registered the plugin."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return any(node.domain == "fsrt" for node in model.graph.node)

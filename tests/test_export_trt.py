@@ -167,8 +167,6 @@ def test_plugin_graphs_are_detected_for_tensorrt_registration(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from fsrt.exporters.trt_config import uses_fsrt_plugin
-
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
     plain = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
@@ -177,5 +175,6 @@ def test_plugin_graphs_are_detected_for_tensorrt_registration(tmp_path):
         opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("fsrt", 1)])
     onnx.save(plain, tmp_path / "plain.onnx")
     onnx.save(custom, tmp_path / "custom.onnx")
-    assert not uses_fsrt_plugin(tmp_path / "plain.onnx")
-    assert uses_fsrt_plugin(tmp_path / "custom.onnx")
+    domains = {name: trt_config.make_settings(tmp_path / f"{name}.onnx", batch=trt_config.batch_spec(),
+                                              precision="fp32").plugin_domains for name in ("plain", "custom")}
+    assert domains == {"plain": (), "custom": ("fsrt",)}
