@@ -1,65 +1,64 @@
-"""Benchmark: analytic complexity of the whole zoo and of many generated RegNet specs.
+"""Analytic complexity of the whole zoo and of many sampled RegNets.
 
-    python -m fsrt.bench.complexity_speed [--n 10000] [--seed 0]
+Times (shortest of a few repeats, ``fsrt.bench.timing.best_of``): building every zoo spec and
+computing its exact flops/params/acts; drawing N RegNetY models with the design-space sampler
+(``fsrt.design_space.sample_regnet``: six numbers, validity check, expansion into stages and
+block compatibility); and the complexity of those N specs (the sampler's inner loop).
 
-Prints wall times (best of 3) for: building and evaluating every zoo spec, and generating,
-expanding and evaluating N random RegNets (the sampler's inner loop: spec from six numbers,
-block compatibility, exact flops/params/acts).
+    python dev/complexity_speed.py [--n 10000] [--seed 0] [--quick] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-import random
-
-from fsrt.bench.timing import best_of
-from fsrt.complexity import complexity
-from fsrt.regnet import RegNetParams, is_valid_regnet
-from fsrt.spec import ModelSpec, StemSpec, regnet_stages
-from fsrt.zoo import zoo_names, zoo_spec
+from devcli import emit, parser
 
 
-def random_regnets(n: int, seed: int) -> list[RegNetParams]:
-    """``n`` valid RegNetY-style parameter sets drawn log-uniformly (as in the RegNet space)."""
-    rng = random.Random(seed)
-    out = []
-    while len(out) < n:
-        d = rng.randint(12, 28)
-        w0 = 8 * round(math.exp(rng.uniform(math.log(8), math.log(256))) / 8) or 8
-        wa = math.exp(rng.uniform(math.log(8), math.log(256)))
-        wm = math.exp(rng.uniform(math.log(1.5), math.log(3)))
-        g = rng.choice([1, 2, 4, 8, 16, 32])
-        if is_valid_regnet(d, w0, wa, wm):
-            out.append(RegNetParams(d, w0, wa, wm, g, 1.0, "y", 0.25))
-    return out
+def run(n: int, seed: int, repeats: int) -> dict:
+    """Measure and return all figures as a dict."""
+    import numpy as np
 
-
-def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark and print its figures."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    from fsrt.bench.timing import best_of
+    from fsrt.complexity import complexity
+    from fsrt.design_space import sample_regnet
+    from fsrt.zoo import zoo_names, zoo_spec
 
     names = zoo_names()
-    t_zoo_spec = best_of(lambda: [zoo_spec(n) for n in names], 3)
-    specs = [zoo_spec(n) for n in names]
-    t_zoo_cx = best_of(lambda: [complexity(s) for s in specs], 3)
-    print(f"zoo ({len(names)} models): build specs {t_zoo_spec * 1e3:.1f} ms, complexity {t_zoo_cx * 1e3:.1f} ms, "
-          f"together {(t_zoo_spec + t_zoo_cx) * 1e3:.1f} ms")
+    t_zoo_spec = best_of(lambda: [zoo_spec(m) for m in names], repeats)
+    specs = [zoo_spec(m) for m in names]
+    t_zoo_cx = best_of(lambda: [complexity(s) for s in specs], repeats)
 
-    params = random_regnets(args.n, args.seed)
-    stem = StemSpec("simple", (32,), "none")
+    def draw():
+        rng = np.random.default_rng(seed)
+        return [sample_regnet(rng, "regnety")[1] for _ in range(n)]
 
-    def generate_and_count():
-        return [complexity(ModelSpec("regnety", 224, stem, regnet_stages(p))) for p in params]
+    t_draw = best_of(draw, repeats)
+    sampled = draw()
+    t_cx = best_of(lambda: [complexity(s) for s in sampled], repeats)
+    flops = sorted(complexity(s).flops for s in sampled)
+    return {"zoo": {"models": len(names), "specs_ms": t_zoo_spec * 1e3, "complexity_ms": t_zoo_cx * 1e3},
+            "sampled": {"n": n, "seed": seed, "draw_s": t_draw, "complexity_s": t_cx,
+                        "us_per_spec": (t_draw + t_cx) / n * 1e6, "median_flops": flops[len(flops) // 2]}}
 
-    t_gen = best_of(generate_and_count, 1 if args.n > 20_000 else 3)
-    flops = sorted(c.flops for c in generate_and_count())
-    print(f"{args.n} random RegNetY specs: generate + expand + complexity {t_gen:.2f} s "
-          f"({t_gen / args.n * 1e6:.0f} us per spec); median flops {flops[len(flops) // 2] / 1e9:.2f} G")
+
+def print_text(res: dict) -> None:
+    """A short plain-text report of the figures."""
+    z, s = res["zoo"], res["sampled"]
+    print(f"zoo ({z['models']} models): build specs {z['specs_ms']:.1f} ms, complexity {z['complexity_ms']:.1f} ms, "
+          f"together {z['specs_ms'] + z['complexity_ms']:.1f} ms")
+    print(f"{s['n']} sampled RegNetY specs: draw + expand {s['draw_s']:.2f} s, complexity {s['complexity_s']:.2f} s "
+          f"({s['us_per_spec']:.0f} us per spec); median flops {s['median_flops'] / 1e9:.2f} G")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: ``python dev/complexity_speed.py``."""
+    ap = parser(__doc__)
+    ap.add_argument("--n", type=int, default=None, help="RegNets to sample (default 10000; --quick: 50)")
+    ap.add_argument("--seed", type=int, default=0, help="sampler seed")
+    args = ap.parse_args(argv)
+    n = args.n or (50 if args.quick else 10_000)
+    emit(run(n, args.seed, 1 if args.quick or n > 20_000 else 3), args.json, print_text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,134 +1,165 @@
-"""Export time and ONNX Runtime CPU latency of exported models vs PyTorch eager.
+"""Export time and ONNX Runtime CPU latency of exported models against PyTorch eager.
 
-Run: ``python -m fsrt.bench.export_speed [--quick] [--json] [--models A,B] [--resolution R]``.
-For each model (default RegNetY-400MF and RegNetY-4.0GF at their 224 px): the wall time of
-``export_onnx`` (split into its stages), then the median latency of ONNX Runtime (CPU EP,
-graph optimizations on) and of PyTorch eager (``torch.inference_mode``) on the same input at
-batch 1 and 8, timed with ``perf_counter_ns`` after a time-based warm-up. Also the output
-difference between the two, relative to the output scale. CPU only; thread count recorded.
+For each model (default RegNetY-400MF and RegNetY-4.0GF at their own resolution): the wall
+time of ``export_onnx`` for a static and a dynamic-batch graph (``--quick``: dynamic only),
+split into its stages, with the export's own parity figure; then the latency of ONNX Runtime
+(CPU EP, graph optimizations on, the dynamic graph) and of PyTorch eager
+(``torch.inference_mode``) on the same input at batch 1 and 8, each timed by fsrt's harness
+(``fsrt.bench.timing.measure``: median and p90 ms). CPU only; the thread count and the load
+average around the run are recorded.
+
+    python dev/export_speed.py [--models A,B] [--resolution R] [--threads N] [--quick] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
+import os
 import tempfile
 import time
 from pathlib import Path
 
+from devcli import emit, parser
 
-def _latency_ms(fn, min_seconds: float, min_repeats: int, warmup_seconds: float) -> dict:
-    """Median and p90 latency of ``fn`` in ms: warm up by time, then repeat by time and count."""
-    end = time.perf_counter() + warmup_seconds
-    while time.perf_counter() < end:
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    times.sort()
-    return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))], "n": len(times)}
+DEFAULT_MODELS = "RegNetY-400MF,RegNetY-4.0GF"
+QUICK_MODEL, QUICK_RESOLUTION = "RegNetX-200MF", 32
 
 
-def run(models=("RegNetY-400MF", "RegNetY-4.0GF"), batches=(1, 8), resolution: int | None = None,
-        quick: bool = False, threads: int | None = None) -> dict:
-    """Measure and return all figures as a dict (``threads``: intra-op threads of both runtimes)."""
-    import os
+def quick_spec():
+    """``--quick``'s model: RegNetX-200MF cut to one block per stage (same block types and widths)."""
+    import dataclasses
 
-    import numpy as np
+    from fsrt.zoo import zoo_spec
+
+    spec = zoo_spec(QUICK_MODEL)
+    return spec.replace(name=f"{QUICK_MODEL}-shallow", resolution=QUICK_RESOLUTION,
+                        stages=tuple(dataclasses.replace(s, depth=1) for s in spec.stages))
+
+
+def _timing(quick: bool):
+    from fsrt.bench.timing import TimingConfig
+
+    if quick:
+        return TimingConfig(warmup_s=0.05, min_warmup=1, measure_s=0.1, min_runs=3, retries=0)
+    return TimingConfig(warmup_s=1.0, measure_s=2.0, min_runs=10)
+
+
+def _latency(fn, cfg) -> dict:
+    from fsrt.bench.timing import measure
+
+    stats = measure(fn, cfg, "cpu").stats
+    return {"median_ms": stats.median_ms, "p90_ms": stats.p90_ms, "n": stats.n}
+
+
+def _exports(model, name: str, res: int, folder: Path, static: bool = True) -> tuple[dict, Path]:
+    """Export ``model`` static (unless not ``static``) and with a dynamic batch; figures and the
+    dynamic graph's path."""
+    from fsrt.exporters.onnx_export import export_onnx
+
+    out = {}
+    for kind, dynamic in (("static", None), ("dynamic", "1:8:32"))[0 if static else 1:]:
+        path = folder / f"{name}-{kind}.onnx"
+        t0 = time.perf_counter()
+        result = export_onnx(model, path, resolution=res, dynamic_batch=dynamic)
+        out[kind] = {"seconds": time.perf_counter() - t0, "stages": result.stage_seconds,
+                     "parity_max_rel": result.parity.max_rel, "nodes": result.node_count,
+                     "size_mb": result.size_bytes / 1e6}
+    return out, path
+
+
+def _latencies(model, onnx_path: Path, res: int, batches, cfg) -> dict:
+    """Eager and ONNX Runtime latency of one model per batch size."""
     import onnxruntime as ort
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    out = {}
+    for b in batches:
+        x = torch.randn(b, 3, res, res)
+        feed = {"input": x.numpy()}
+        with torch.inference_mode():
+            eager = _latency(lambda m=model, a=x: m(a), cfg)
+        onnx_t = _latency(lambda s=sess, f=feed: s.run(None, f), cfg)
+        out[f"batch{b}"] = {"eager": eager, "onnxruntime": onnx_t, "speedup": eager["median_ms"] / onnx_t["median_ms"]}
+    return out
+
+
+def run(models, batches=(1, 8), resolution: int | None = None, quick: bool = False,
+        threads: int | None = None) -> dict:
+    """Measure and return all figures as a dict (``threads``: intra-op threads of both runtimes)."""
+    import onnxruntime as ort
+    import torch
 
     from fsrt.exporters.model_source import load_model
-    from fsrt.exporters.onnx_export import export_onnx
 
-    min_s, min_n, warm = (0.5, 5, 0.3) if quick else (2.0, 10, 1.0)
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = _timing(quick)
     out = {"torch_threads": torch.get_num_threads(), "onnxruntime": ort.__version__, "torch": torch.__version__,
            "load_average_before": os.getloadavg()[0], "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in models:
-            model, spec = load_model(name)
+        for source in models:
+            model, spec = load_model(source)
+            name = spec.name or str(source)
             res = resolution or spec.resolution
-            entry = {"resolution": res, "export": {}, "latency": {}}
-            for dynamic in (False, True):
-                path = Path(tmp) / f"{name}-{'dyn' if dynamic else 'static'}.onnx"
-                t0 = time.perf_counter()
-                result = export_onnx(model, path, resolution=res, dynamic_batch="1:8:32" if dynamic else None)
-                entry["export"]["dynamic" if dynamic else "static"] = {
-                    "seconds": time.perf_counter() - t0, "stages": result.stage_seconds,
-                    "parity_max_rel": result.parity.max_rel, "nodes": result.node_count,
-                    "size_mb": result.size_bytes / 1e6}
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = torch.get_num_threads()
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])  # dynamic-batch graph
-            for b in batches:
-                x = torch.randn(b, 3, res, res)
-                xn = x.numpy()
-                with torch.inference_mode():
-                    ref = model(x).numpy()
-                    eager = _latency_ms(lambda m=model, a=x: m(a), min_s, min_n, warm)
-                y = sess.run(None, {"input": xn})[0]
-                onnx_t = _latency_ms(lambda s=sess, a=xn: s.run(None, {"input": a}), min_s, min_n, warm)
-                entry["latency"][f"batch{b}"] = {
-                    "eager": eager, "onnxruntime": onnx_t,
-                    "speedup": eager["median_ms"] / onnx_t["median_ms"],
-                    "max_rel_diff": float(np.abs(y - ref).max() / np.abs(ref).max())}
-            out["models"][name] = entry
+            exports, dynamic_path = _exports(model, name, res, Path(tmp), static=not quick)
+            out["models"][name] = {"resolution": res, "export": exports,
+                                   "latency": _latencies(model, dynamic_path, res, batches, cfg)}
     out["load_average_after"] = os.getloadavg()[0]
     return out
 
 
 def print_table(figures: dict) -> None:
-    """Print the figures as two rich tables (export time, latency)."""
+    """Print the figures as two tables (export time, latency)."""
     from rich.console import Console
     from rich.table import Table
 
     con = Console(width=120)
     t = Table(title=f"export time (torch {figures['torch']}, {figures['torch_threads']} threads)")
-    for col in ("model", "res", "batch", "total s", "export s", "slim s", "parity s", "nodes", "MB"):
+    for col in ("model", "res", "batch", "total s", "export s", "slim s", "parity s", "parity rel", "nodes", "MB"):
         t.add_column(col, justify="right" if col != "model" else "left", no_wrap=True)
     for name, e in figures["models"].items():
         for kind, x in e["export"].items():
-            st = x["stages"]
+            st, rel = x["stages"], x["parity_max_rel"]
             t.add_row(name, str(e["resolution"]), kind, f"{x['seconds']:.1f}", f"{st['export']:.1f}",
-                      f"{st['slim']:.2f}", f"{st['parity']:.2f}", str(x["nodes"]), f"{x['size_mb']:.1f}")
+                      f"{st['slim']:.2f}", f"{st['parity']:.2f}", "-" if rel is None else f"{rel:.1e}",
+                      str(x["nodes"]), f"{x['size_mb']:.1f}")
     con.print(t)
     t = Table(title=f"CPU latency, median ms (onnxruntime {figures['onnxruntime']}; load average "
                     f"{figures['load_average_before']:.1f} -> {figures['load_average_after']:.1f})")
-    for col in ("model", "batch", "eager", "eager p90", "onnxruntime", "ort p90", "speedup", "rel diff"):
+    for col in ("model", "batch", "eager", "eager p90", "onnxruntime", "ort p90", "speedup"):
         t.add_column(col, justify="right" if col != "model" else "left", no_wrap=True)
     for name, e in figures["models"].items():
         for b, x in e["latency"].items():
             t.add_row(name, b.removeprefix("batch"), f"{x['eager']['median_ms']:.1f}", f"{x['eager']['p90_ms']:.1f}",
                       f"{x['onnxruntime']['median_ms']:.1f}", f"{x['onnxruntime']['p90_ms']:.1f}",
-                      f"{x['speedup']:.2f}x", f"{x['max_rel_diff']:.1e}")
+                      f"{x['speedup']:.2f}x")
     con.print(t)
 
 
-def main(argv=None) -> None:
-    """Command-line entry: ``python -m fsrt.bench.export_speed``."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="shorter timing windows")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
-    ap.add_argument("--models", default="RegNetY-400MF,RegNetY-4.0GF", help="comma-separated zoo names")
-    ap.add_argument("--resolution", type=int, default=None, help="input size (default: each model's own)")
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: ``python dev/export_speed.py``."""
+    ap = parser(__doc__)
+    ap.add_argument("--models", default=None,
+                    help=f"comma-separated zoo names or spec files (default {DEFAULT_MODELS}; "
+                         f"--quick: {QUICK_MODEL} with one block per stage)")
+    ap.add_argument("--resolution", type=int, default=None,
+                    help=f"input size (default: each model's own; --quick: {QUICK_RESOLUTION})")
     ap.add_argument("--threads", type=int, default=None,
                     help="intra-op threads for PyTorch and ONNX Runtime (default: PyTorch's default); 1 is the "
                          "robust choice on a machine shared with other work")
     args = ap.parse_args(argv)
-    figures = run(tuple(m.strip() for m in args.models.split(",")), resolution=args.resolution, quick=args.quick,
-                  threads=args.threads)
-    if args.json:
-        print(json.dumps(figures, indent=2))
+    if args.models:
+        models = tuple(m.strip() for m in args.models.split(","))
     else:
-        print_table(figures)
+        models = (quick_spec(),) if args.quick else tuple(DEFAULT_MODELS.split(","))
+    resolution = args.resolution or (QUICK_RESOLUTION if args.quick else None)
+    figures = run(models, batches=(1,) if args.quick else (1, 8),
+                  resolution=resolution, quick=args.quick, threads=args.threads)
+    emit(figures, args.json, print_table)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,23 +1,20 @@
-"""How long the report takes: analysis, plots and the full write for one run and for two runs side by side.
+"""How long the report takes: analysis, plots and the full write for one run and two side by side.
 
-Builds a synthetic results store in a temporary folder (real complexity of RegNetY-400MF scaled by
-alpha-family strategies, synthetic latencies for five runtimes), then times each stage.
+Builds a synthetic results store in a temporary folder (real complexity of RegNetY-400MF scaled
+by alpha-family strategies, synthetic latencies for five runtimes), then times each stage with
+fsrt's harness (shortest of ``--repeat`` runs, ``fsrt.bench.timing.best_of``).
 
-    python -m fsrt.bench.report_speed [--s-max 32] [--repeat 3]
+    python dev/report_speed.py [--s-max 32] [--repeat 3] [--quick] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import tempfile
 from pathlib import Path
 
-from fsrt.bench import analysis, plots
-from fsrt.bench.report import write_report
-from fsrt.bench.store import Store
-from fsrt.bench.timing import best_of
+from devcli import emit, parser
 
 RUNTIMES = {"eager": 1.0, "torch.compile": 0.6, "onnxruntime": 0.5, "openvino": 0.33, "aotinductor": 0.55}
 
@@ -53,46 +50,65 @@ def synthetic_points(base: str = "RegNetY-400MF", s_max: float = 32, seed: int =
     return pts
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Print the time (best of ``--repeat``) of each report stage."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--s-max", type=float, default=32)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args(argv)
+def run(s_max: float, repeat: int, quick: bool = False) -> dict:
+    """Measure and return all figures as a dict (stage times in ms, sizes in KiB); ``quick`` times
+    the analysis and the two report writes only (the plots are drawn inside the writes)."""
+    from fsrt.bench import analysis, plots
+    from fsrt.bench.report import write_report
+    from fsrt.bench.store import Store
+    from fsrt.bench.timing import best_of
+
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "fsrt.db"
-        with Store(db) as store:
+        with Store(Path(tmp) / "fsrt.db") as store:
             ids = []
             for name, machine, slow in (("machine-a", "a", 1.0), ("machine-b", "b", 1.4)):
                 store.add_machine(machine, {"cpu": f"synthetic {machine}"})
                 store.put_ceiling(machine, "cpu", "fp32", 2, 1.8e11, 6.5e10)
-                run = store.start_run(name, machine, {})
-                pts = synthetic_points(s_max=args.s_max, slow=slow)
-                for i, p in enumerate(pts):
-                    store.put_point(run, machine, str(i), p)
-                ids.append(run)
+                run_id = store.start_run(name, machine, {})
+                for i, p in enumerate(synthetic_points(s_max=s_max, slow=slow)):
+                    store.put_point(run_id, machine, str(i), p)
+                ids.append(run_id)
             pts = store.run_points(ids[0])
             labels = analysis.series_labels(pts)
-            rows = [
-                ("points per run", len(pts), None),
-                ("analysis.summarize", None, best_of(lambda: analysis.summarize(pts), args.repeat)),
-                ("plot latency_vs_metrics", None, best_of(lambda: plots.latency_vs_metrics(pts, labels), args.repeat)),
-                ("plot latency_vs_s", None, best_of(lambda: plots.latency_vs_s(pts, labels), args.repeat)),
-                ("plot roofline", None, best_of(lambda: plots.roofline_efficiency(pts, labels), args.repeat)),
-                ("plot memory", None, best_of(lambda: plots.memory(pts, labels), args.repeat)),
-                ("write_report, 1 run", None,
-                 best_of(lambda: write_report(store, ids[:1], Path(tmp) / "one"), args.repeat)),
-                ("write_report, 2 runs side by side", None,
-                 best_of(lambda: write_report(store, ids, Path(tmp) / "two"), args.repeat)),
-            ]
-            size = sum(f.stat().st_size for f in (Path(tmp) / "one").rglob("*") if f.is_file())
+            stages = {
+                "analysis.summarize": lambda: analysis.summarize(pts),
+                "plot latency_vs_metrics": lambda: plots.latency_vs_metrics(pts, labels),
+                "plot latency_vs_s": lambda: plots.latency_vs_s(pts, labels),
+                "plot roofline": lambda: plots.roofline_efficiency(pts, labels),
+                "plot memory": lambda: plots.memory(pts, labels),
+                "write_report, 1 run": lambda: write_report(store, ids[:1], Path(tmp) / "one"),
+                "write_report, 2 runs side by side": lambda: write_report(store, ids, Path(tmp) / "two"),
+            }
+            if quick:
+                stages = {k: v for k, v in stages.items() if not k.startswith("plot")}
+            ms = {name: best_of(fn, repeat) * 1e3 for name, fn in stages.items()}
+            folder = sum(f.stat().st_size for f in (Path(tmp) / "one").rglob("*") if f.is_file())
             html = (Path(tmp) / "one" / "report.html").stat().st_size
+    return {"points_per_run": len(pts), "stage_ms": ms, "report_folder_kib": folder / 1024,
+            "report_html_kib": html / 1024}
+
+
+def print_text(res: dict) -> None:
+    """A short plain-text report of the figures."""
     print(f"{'stage':36s} {'value':>10s}")
-    for name, count, secs in rows:
-        print(f"{name:36s} {count if count is not None else f'{secs * 1e3:8.0f} ms':>10}")
-    print(f"{'report folder, 1 run':36s} {size / 1024:7.0f} KiB")
-    print(f"{'report.html, 1 run':36s} {html / 1024:7.0f} KiB")
+    print(f"{'points per run':36s} {res['points_per_run']:>10}")
+    for name, ms in res["stage_ms"].items():
+        print(f"{name:36s} {ms:7.0f} ms")
+    print(f"{'report folder, 1 run':36s} {res['report_folder_kib']:6.0f} KiB")
+    print(f"{'report.html, 1 run':36s} {res['report_html_kib']:6.0f} KiB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: ``python dev/report_speed.py``."""
+    ap = parser(__doc__)
+    ap.add_argument("--s-max", type=float, default=None, help="largest flops multiplier (default 32; --quick: 2)")
+    ap.add_argument("--repeat", type=int, default=None, help="repeats per stage (default 3; --quick: 1)")
+    args = ap.parse_args(argv)
+    s_max = args.s_max or (2 if args.quick else 32)
+    repeat = args.repeat or (1 if args.quick else 3)
+    emit(run(s_max, repeat, args.quick), args.json, print_text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
