@@ -1,4 +1,4 @@
-"""Design spaces (DESIGN.md section 7): AnyNetX_A..E and RegNet samplers, error EDF, bootstrap.
+"""Design spaces (docs/architecture.md, "Design spaces"): AnyNetX_A..E and RegNet samplers, error EDF, bootstrap.
 
 AnyNetX_A: 4 stages, each with depth d_i <= 16, width w_i <= 1024 (multiple of 8), bottleneck
 ratio b_i in {1, 2, 4} and group width g_i in {1, 2, 4, 8, 16, 32} (the paper's 16*128*3*6

@@ -2,7 +2,7 @@
 
 RegNet describes a whole network with six numbers (d, w0, wa, wm, g, b). ``RegNetParams``
 holds them and expands them into the per-stage form that every other part of fsrt uses
-(DESIGN.md section 5). Rounding is Python's ``round`` (half to even), as in pycls.
+(docs/architecture.md, "RegNet generation"). Rounding is Python's ``round`` (half to even), as in pycls.
 """
 
 from __future__ import annotations

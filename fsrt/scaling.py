@@ -1,4 +1,4 @@
-"""Scaling strategies and the scaler (DESIGN.md section 6).
+"""Scaling strategies and the scaler (docs/architecture.md, "Scaling").
 
 A strategy spreads a flops multiplier ``s`` over depth, width and resolution with exponents
 ``e_d + e_w + e_r = 1``: depth factor ``s**e_d``, width factor ``s**(e_w/2)``, resolution

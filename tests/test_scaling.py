@@ -156,7 +156,7 @@ def test_efficientnet_b0_fast_compound_by_hand():
         assert r.spec.resolution == 240
         for a, b in zip(base.stages, r.spec.stages):
             assert (a.kernel, a.stride, a.exp_r, a.group_w) == (b.kernel, b.stride, b.exp_r, b.group_w)
-    # DESIGN.md: EN-B0 with dWr at s=4 realizes about 3.6x
+    # docs/architecture.md ("Scaling"): EN-B0 with dWr at s=4 realizes about 3.6x
     assert scale_spec(base, "dWr", 4).flops_multiplier == pytest.approx(3.6, abs=0.05)
 
 

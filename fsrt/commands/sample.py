@@ -40,7 +40,7 @@ def parse_band(text: str) -> tuple[float, float]:
               help="Write one JSON record per model (name, flops, params, acts, sampled parameters, spec).")
 @json_option
 def command(space, band, n, seed, resolution, max_draws, output, as_json):
-    """Sample a design space (DESIGN.md section 7) until N models fall in a flops band.
+    """Sample a design space (docs/architecture.md, "Design spaces") until N models fall in a flops band.
 
     AnyNetX_A samples per-stage d <= 16, w <= 1024 (multiple of 8), b in {1,2,4},
     g in {1,...,32} log-uniformly; B shares b, C shares g, D has non-decreasing widths,
