@@ -11,6 +11,7 @@ import io
 import math
 
 from fsrt.bench.analysis import METRICS, by_series, counted, distinct, group_by, loglog_fit, pearson, strategy_label
+from fsrt.sizes import human
 
 DPI = 100
 _PNG_META = {"Software": None}
@@ -40,12 +41,7 @@ def _colors(names) -> dict[str, str]:
 
 def _eng(v: float, _pos=None) -> str:
     """Tick label in engineering units (plain text: mathtext tick labels are slow to lay out)."""
-    if v <= 0:
-        return ""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if v >= size:
-            return f"{v / size:g}{unit}"
-    return f"{v:g}"
+    return human(v) if v > 0 else ""
 
 
 def _log_axes(ax, x: bool = True, y: bool = True, x_base: int = 10) -> None:

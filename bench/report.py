@@ -31,6 +31,7 @@ from fsrt.bench.points import POINT_FIELDS, Point, Status
 from fsrt.bench.rounds import Window
 from fsrt.errors import FsrtError
 from fsrt.io import atomic_write_bytes
+from fsrt.sizes import human
 
 CSV_COLUMNS = ("run_id", "run_name", "machine_id", "id", *POINT_FIELDS, "eff_compulsory", "eff_layer")
 
@@ -129,7 +130,7 @@ img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:.85em;
 """.replace("\n", "")
 
 
-_NUMERIC = re.compile(r"^[-+]?[0-9][0-9.,]*(e[-+]?[0-9]+)?(x|%| ms| MiB|[KMG])?$|^-$")
+_NUMERIC = re.compile(r"^[-+]?[0-9][0-9.,]*(e[-+]?[0-9]+)?(x|%| ms| MiB|[KMGT])?$|^-$")
 
 
 # -- formatting ---------------------------------------------------------------------------------
@@ -159,12 +160,7 @@ def _pct(v) -> str:
 
 def _count(n) -> str:
     """A large count in engineering units (flops, params, acts, bytes)."""
-    if n is None:
-        return "-"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.3g}{unit}"
-    return f"{n:g}"
+    return "-" if n is None else human(n)
 
 
 def _mib(n) -> str:

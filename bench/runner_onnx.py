@@ -7,8 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fsrt.bench.runners import PrepareContext, Runner, module_available
-
-_ORT_DTYPE = {"fp32": np.float32, "fp16": np.float16, "bf16": None}
+from fsrt.precision import get_precision, ort_numpy_dtype
 
 
 def _ort_providers() -> list[str]:
@@ -43,8 +42,7 @@ class OrtRunner(Runner):
     def prepare(self, ctx: PrepareContext) -> None:
         import onnxruntime as ort
 
-        if ctx.precision == "bf16":
-            raise RuntimeError("ONNX Runtime has no bf16 convolution kernels; measure bf16 with OpenVINO or eager")
+        self.dtype = ort_numpy_dtype(get_precision(ctx.precision))  # raises for bf16: no ONNX Runtime kernels
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = ctx.threads
         opts.inter_op_num_threads = 1
@@ -53,7 +51,6 @@ class OrtRunner(Runner):
         path = ctx.onnx_path(ctx.precision)
         self.session = ort.InferenceSession(str(path), opts, providers=self.session_providers(ctx))
         self.input_name = self.session.get_inputs()[0].name
-        self.dtype = _ORT_DTYPE[ctx.precision]
         self.device = ctx.device
         self._binding = self._out = None
         self._precision_note = f"{ctx.precision} graph, {self.session.get_providers()[0]}"
@@ -117,7 +114,6 @@ class OpenVinoRunner(Runner):
     name = "openvino"
     devices = ("cpu",)
     needs_onnx = True
-    hints = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
     def unavailable_reason(self, device: str) -> str | None:
         if not module_available("openvino"):
@@ -128,7 +124,7 @@ class OpenVinoRunner(Runner):
         import openvino as ov
 
         core = ov.Core()
-        hint = self.hints[ctx.precision]
+        hint = get_precision(ctx.precision).openvino_hint
         self.compiled = core.compile_model(str(ctx.onnx_path("fp32")), "CPU", {
             "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": ctx.threads, "PERFORMANCE_HINT": "LATENCY"})
         actual = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))

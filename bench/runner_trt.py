@@ -29,9 +29,9 @@ class TensorRtRunner(Runner):
         import tensorrt as trt
         import torch
 
-        from fsrt.exporters.precision import get_precision, torch_dtype
         from fsrt.exporters.trt_config import batch_spec, make_settings
         from fsrt.exporters.trt_engine import build_and_save
+        from fsrt.precision import get_precision, torch_dtype
 
         onnx = ctx.onnx_path(ctx.precision)
         engine_path = ctx.workdir / f"{onnx.stem}-b{ctx.batch}.engine"

@@ -93,7 +93,7 @@ class Runner:
 
 def _autocast_dtype(precision: str):
     """The autocast dtype of a precision; None for fp32 (no autocast)."""
-    from fsrt.exporters.precision import get_precision, torch_dtype
+    from fsrt.precision import get_precision, torch_dtype
 
     return None if precision == "fp32" else torch_dtype(get_precision(precision))
 

@@ -265,7 +265,7 @@ class Sweep:
 
     def _prepare_jobs(self, pool, group: list[_Entry], files: dict, ceilings: dict) -> dict[str, tuple]:
         """Prepare and parity-check each job in its worker; failures become points now."""
-        from fsrt.exporters.precision import get_precision
+        from fsrt.precision import get_precision
 
         self.progress.phase("preparing runtimes and checking outputs", len(group))
         ready, primed = {}, set()

@@ -14,7 +14,6 @@ process. Each alternation gives a ratio fsrt / tool; the script prints their med
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -23,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from devcli import parser
 
 BIN = Path(sys.executable).parent
 
@@ -77,14 +78,12 @@ def ort_loop(graph: Path, threads: int, seconds: float) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the alternations and print (or return) the comparison."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--model", default="RegNetY-400MF")
     ap.add_argument("--resolution", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5, help="alternations")
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds each tool measures")
-    ap.add_argument("--quick", action="store_true", help="smoke test: tiny model, 1 alternation, short tools")
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.model, args.resolution, args.reps, args.seconds = "RegNetX-200MF", 32, 1, 1.0

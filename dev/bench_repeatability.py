@@ -15,7 +15,6 @@ leader) or *contradictory* (both resolved, different answers: the failure this g
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -24,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from devcli import parser
 
 from fsrt.bench import analysis
 from fsrt.bench.store import Store
@@ -99,9 +100,7 @@ def compare_points(p1: list[dict], p2: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the sweep twice (and resume once) and print (or return) the comparison."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke test: a tiny sweep")
-    ap.add_argument("--json", action="store_true")
+    ap = parser(__doc__)
     ap.add_argument("--keep", type=Path, default=None, help="keep both runs' folders here")
     ap.add_argument("bench_args", nargs="*", help="arguments for fsrt bench (after --)")
     args = ap.parse_args(argv)

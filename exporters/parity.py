@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .precision import ONNX_BFLOAT16, ONNX_FLOAT, Precision
+from fsrt.precision import ONNX_BFLOAT16, ONNX_FLOAT, Precision, ort_numpy_dtype, torch_dtype
 
 BF16_NOTE = ("no CPU runtime here executes bf16 Conv (ONNX Runtime and OpenVINO reject it), so the bf16 "
              "graph ran with its bf16 weights and inputs widened exactly to fp32: this checks the graph "
@@ -142,8 +142,6 @@ def _round_to(x: np.ndarray, precision: Precision) -> np.ndarray:
     """``x`` (float32) rounded to ``precision`` and returned as float32."""
     import torch
 
-    from .precision import torch_dtype
-
     return torch.from_numpy(x).to(torch_dtype(precision)).float().numpy()
 
 
@@ -177,7 +175,7 @@ def check_parity(onnx_model, model, *, batches, chw, precision: Precision, seed:
         feed_dtype, note = np.float32, BF16_NOTE
     else:
         sess = _ort_session(onnx_model if isinstance(onnx_model, bytes) else str(onnx_model))
-        feed_dtype = np.float16 if precision.name == "fp16" else np.float32
+        feed_dtype = ort_numpy_dtype(precision)
     name = sess.get_inputs()[0].name
     max_abs, scale = 0.0, 0.0
     for x, ref in zip(inputs, refs):
@@ -205,8 +203,6 @@ def too_small_to_compare(scale: float, precision: Precision) -> str | None:
     EfficientNet-B0 outputs ~1e-14. The check is then reported as not measurable, not passed.
     """
     import torch
-
-    from .precision import torch_dtype
 
     tiny = float(torch.finfo(torch_dtype(precision)).tiny)
     if scale >= 16 * tiny:

@@ -1,16 +1,19 @@
 """Analytic complexity (flops, params, activations) of a ``ModelSpec``.
 
-Follows DESIGN.md section 4 to the integer: flops are multiply-adds, activations are the
-output elements of every conv, FC and spatial pool, BN has two parameters per channel and
-nothing else, SE convs run at 1x1, projection shortcuts count, activation functions, adds and
-the SE multiply count nothing. ``measure_complexity`` is an independent counter that hooks the
-real layers of a built module; tests prove the two agree.
+Follows the conventions of docs/architecture.md ("Complexity conventions") to the integer:
+flops are multiply-adds, activations are the output elements of every conv, FC and spatial
+pool, BN has two parameters per channel and nothing else, SE convs run at 1x1, projection
+shortcuts count, activation functions, adds and the SE multiply count nothing. Block widths
+and connections come from ``fsrt.block_shapes``, the same shapes the module builder uses.
+``measure_complexity`` is an independent counter that hooks the real layers of a built
+module; tests prove the two agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fsrt.block_shapes import BottleneckShape, MBConvShape, block_shape
 from fsrt.errors import FsrtError
 from fsrt.spec import ModelSpec, StageSpec, StemSpec
 
@@ -102,36 +105,38 @@ def _stem(t: _Tally, stem: StemSpec) -> None:
         t.conv_bn(3, stem.out_width, stem.out_width, stride=2)
 
 
-def _block(t: _Tally, st: StageSpec, w_in: int, stride: int) -> None:
-    w_out = st.width
+def _mbconv(t: _Tally, s: MBConvShape) -> None:
+    if s.expand:
+        t.conv_bn(1, s.w_in, s.w_exp)
+    t.conv_bn(s.kernel, s.w_exp, s.w_exp, s.stride, groups=s.w_exp)
+    if s.w_se is not None:
+        t.se(s.w_exp, s.w_se)
+    t.conv_bn(1, s.w_exp, s.w_out)
+
+
+def _bottleneck(t: _Tally, s: BottleneckShape) -> None:
     h_in, w_in_sp = t.h, t.w
-    if st.block == "mbconv":
-        w_exp = int(w_in * st.exp_r)
-        if w_exp != w_in:
-            t.conv_bn(1, w_in, w_exp)
-        t.conv_bn(st.kernel, w_exp, w_exp, stride, groups=w_exp)
-        if st.se_r > 0:
-            t.se(w_exp, int(st.se_r * w_in))
-        t.conv_bn(1, w_exp, w_out)
-        return
-    w_b = st.bottleneck_width
-    t.conv_bn(1, w_in, w_b)
-    t.conv_bn(st.kernel, w_b, w_b, stride, groups=w_b // st.group_w)
-    if st.block in ("y", "z") and st.se_r > 0:
-        t.se(w_b, int(round(st.se_r * w_in)))
-    t.conv_bn(1, w_b, w_out)
-    if st.block == "rs" and st.se_r > 0:
-        t.se(w_out, int(round(st.se_r * w_out)))
-    if st.block != "z" and (w_in != w_out or stride != 1):
-        h_out, w_out_sp = t.h, t.w
+    t.conv_bn(1, s.w_in, s.w_b)
+    t.conv_bn(s.kernel, s.w_b, s.w_b, s.stride, groups=s.groups)
+    if s.se_mid is not None:
+        t.se(s.w_b, s.se_mid)
+    t.conv_bn(1, s.w_b, s.w_out)
+    if s.se_out is not None:
+        t.se(s.w_out, s.se_out)
+    if s.projection:
         sc = _Tally(h_in, w_in_sp)
-        if st.shortcut == "avgpool" and stride > 1:
-            sc.pool(w_in, stride)
-            sc.conv_bn(1, w_in, w_out)
+        if s.projection == "avgpool":
+            sc.pool(s.w_in, s.stride)
+            sc.conv_bn(1, s.w_in, s.w_out)
         else:
-            sc.conv_bn(1, w_in, w_out, stride)
-        assert (sc.h, sc.w) == (h_out, w_out_sp)
+            sc.conv_bn(1, s.w_in, s.w_out, s.stride)
+        assert (sc.h, sc.w) == (t.h, t.w)
         t.absorb(sc)
+
+
+def _block(t: _Tally, st: StageSpec, w_in: int, stride: int) -> None:
+    s = block_shape(st, w_in, stride)
+    (_mbconv if isinstance(s, MBConvShape) else _bottleneck)(t, s)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -54,6 +55,15 @@ def assert_one_line_error(res: CliResult, *fragments: str, code: int = 2) -> Non
     assert "Traceback" not in res.err
     for frag in fragments:
         assert frag.lower() in lines[0].lower(), (frag, lines[0])
+
+
+def load_dev_script(name: str):
+    """Import ``dev/<name>.py`` as a module: ``dev/`` is not a package, and its scripts import the
+    shared ``devcli`` beside them, so the folder goes on ``sys.path`` as when a script runs."""
+    folder = str(REPO / "dev")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import pytest
 import torch
 from export_helpers import ort_vs_float64, randomized_model, shallow
 
+from fsrt import precision as precision_mod
 from fsrt.complexity import complexity
 from fsrt.errors import CheckFailed, FsrtError
-from fsrt.exporters import precision as precision_mod
-from fsrt.exporters.bn_fold import count_batchnorm, fold_batchnorm
 from fsrt.exporters.onnx_export import export_onnx, read_metadata
 from fsrt.exporters.parity import widen_bf16
+from fsrt.kernels.bn_fold import count_batchnorm, fold_batchnorm
 
 FAMILIES = ["RegNetX-200MF", "RegNetY-200MF", "RegNetZ-500MF", "EfficientNet-B0", "ResNeXt-50-32x4d",
             "ResNet-RS-50"]

@@ -25,42 +25,6 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
-def _strategies(alpha: str | None, strategy: str | None):
-    from fsrt.errors import FsrtError
-    from fsrt.scaling import alpha_strategy, parse_strategy
-    from fsrt.sweep import parse_float_list
-
-    out = []
-    if alpha:
-        for a in parse_float_list(alpha, "--alpha"):
-            if not 0 <= a <= 1:
-                raise FsrtError(f"alpha must be in [0, 1], got {a:g}")
-            out.append(alpha_strategy(a))
-    if strategy or not out:
-        names = [n.strip() for n in (strategy or DEFAULT_STRATEGIES).split(",") if n.strip()]
-        if not names:
-            raise FsrtError("--strategy names no strategy; e.g. --strategy dwr,dWr,w")
-        out.extend(parse_strategy(n) for n in names)
-    return tuple({s.name: s for s in out}.values())
-
-
-def _device(text: str) -> str:
-    from fsrt.errors import FsrtError
-
-    if text == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise FsrtError("--device cuda but torch sees no CUDA GPU; use --device cpu")
-    elif text != "cpu":
-        raise FsrtError(f"--device must be auto, cpu or cuda[:N], got {text!r}")
-    return text
-
-
 def _threads(text: str) -> int | None:
     """``auto`` -> None (decided by measurement), else a positive integer."""
     from fsrt.errors import FsrtError
@@ -110,8 +74,8 @@ def _plan(models, opts: dict, threads: int, dev: str):
     """The validated ``BenchPlan`` (nothing is written before this succeeds)."""
     from fsrt.bench.plan import BenchPlan
     from fsrt.errors import FsrtError
-    from fsrt.exporters.precision import get_precision
-    from fsrt.scaling import check_s
+    from fsrt.precision import get_precision
+    from fsrt.scaling import check_s, parse_strategies
     from fsrt.sweep import parse_sweep
 
     name, s_values = parse_sweep(opts["sweep"])
@@ -121,8 +85,9 @@ def _plan(models, opts: dict, threads: int, dev: str):
     if opts["resolution"] is not None and opts["resolution"] < 8:
         raise FsrtError(f"--resolution must be at least 8 pixels, got {opts['resolution']}")
     window, rounds = _timing(opts)
-    return BenchPlan(sources=tuple(models) or ("RegNetY-400MF",), strategies=_strategies(opts["alpha"],
-                     opts["strategy"]), s_values=tuple(check_s(s) for s in s_values),
+    strategies = parse_strategies(opts["alpha"], opts["strategy"]) or parse_strategies(strategy=DEFAULT_STRATEGIES)
+    return BenchPlan(sources=tuple(models) or ("RegNetY-400MF",), strategies=strategies,
+                     s_values=tuple(check_s(s) for s in s_values),
                      batches=_ints(opts["batch"], "--batch"), precisions=precisions, device=dev, threads=threads,
                      resolution=opts["resolution"], channels_last=opts["channels_last"],
                      cuda_graphs=opts["cuda_graphs"], window=window, rounds=rounds)
@@ -211,8 +176,10 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
 
     if out_dir.exists() and not out_dir.is_dir():
         raise FsrtError(f"--out {out_dir} is a file; give a folder for the run")
+    from fsrt.device import resolve_device
+
     threads = _threads(threads_text)
-    dev = _device(device)
+    dev = str(resolve_device(device))
     plan = _plan(models, opts, threads or 1, dev)
     from fsrt.bench.plan import plan_variants
     from fsrt.bench.runners import select_runners

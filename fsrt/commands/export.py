@@ -11,9 +11,9 @@ def default_output(spec, source: str, precision: str, resolution: int | None):
     """``<name>[-<res>px][-<precision>].onnx`` in the current folder."""
     from pathlib import Path
 
-    from fsrt.exporters.trt_config import slug
+    from fsrt.names import slug
 
-    base = slug(spec.name or Path(str(source)).stem or spec.family)
+    base = slug((spec.name or Path(str(source)).stem or spec.family).lower())
     if resolution and resolution != spec.resolution:
         base += f"-{resolution}px"
     if precision != "fp32":
@@ -82,7 +82,7 @@ def summary_table(result, engine=None):
 @click.option("--engine", type=click.Path(dir_okay=False), default=None,
               help="Engine file (default: the ONNX path with .engine); a .engine.json sidecar goes beside it.")
 @click.option("--workspace", default="4G", show_default=True, metavar="SIZE",
-              help="TensorRT workspace limit (binary units: 4G = 4 GiB).")
+              help="TensorRT workspace limit in binary units: 4G = 4GiB = 4 * 2^30 bytes, 512M = 512 MiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
               help="TensorRT timing cache to load and update (default: per GPU and TensorRT version in "
                    "~/.cache/fsrt/trt).")
@@ -114,7 +114,8 @@ def command(source, output, batch, dynamic_batch, resolution, precision, opset, 
     from fsrt.exporters import trt_config
     from fsrt.exporters.model_source import load_model
     from fsrt.exporters.onnx_export import check_opset, export_onnx
-    from fsrt.exporters.precision import get_precision
+    from fsrt.precision import get_precision
+    from fsrt.sizes import parse_bytes
 
     # Cheap checks first, so bad input fails before any work and leaves no files.
     prec = get_precision(precision)
@@ -123,7 +124,7 @@ def command(source, output, batch, dynamic_batch, resolution, precision, opset, 
     if resolution is not None and resolution < 8:
         raise FsrtError(f"resolution must be >= 8 pixels, got {resolution}")
     if trt:
-        trt_config.parse_bytes(workspace)
+        parse_bytes(workspace, "--workspace")
     model, spec = load_model(source, ema=ema)
     out = default_output(spec, source, prec.name, resolution) if output is None else click.format_filename(output)
     from pathlib import Path
