@@ -37,7 +37,7 @@ class RoundConfig:
     min_rounds: int = 6  # the fewest kept windows that give a 95% interval of the median (min..max)
     max_rounds: int = 30
     target_ci: float = 0.02  # stop when the interval's half-width is within 2% of the figure
-    budget_s: float | None = None  # wall time for rounds once every job has its minimum
+    budget_s: float | None = None  # seconds of rounds after which none starts, once every job has its minimum
     confidence: float = 0.95
     outlier_sigmas: float = 5.0
     outlier_min: float = 0.10

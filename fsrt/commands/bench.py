@@ -138,9 +138,9 @@ def _decide_threads(store, mid: str, dev: str, out, quiet: bool) -> tuple[int, d
 @click.option("--max-rounds", type=int, default=30, show_default=True, help="Most rounds per point.")
 @click.option("--target-ci", type=float, default=0.02, show_default=True,
               help="Stop a point when its 95%% interval is within this fraction of its figure.")
-@click.option("--budget-s", type=float, default=None,
-              help="Seconds of rounds beyond the minimum before stopping (default: until every point meets "
-                   "--target-ci or --max-rounds).")
+@click.option("--budget-s", type=float, default=60.0, show_default=True,
+              help="Seconds of rounds after which no new round starts once every point has its --rounds minimum "
+                   "(points still above --target-ci are then reported unstable, with their wider interval).")
 @click.option("--measure-s", type=float, default=0.1, show_default=True,
               help="Seconds of timed calls per window (at least 3 calls).")
 @click.option("--warmup-s", type=float, default=0.3, show_default=True, help="Seconds of warm-up per point.")
