@@ -12,8 +12,8 @@ windows, with a distribution-free 95% confidence interval (``stats.median_ci``).
 from the job's other windows (beyond ``outlier_sigmas`` robust deviations and at least
 ``outlier_min`` relative) is dropped and, since kept windows are what count, measured again in
 a later round. A job stops when it has ``min_rounds`` kept windows and its interval's half-width
-is within ``target_ci`` of the figure, or at ``max_rounds`` windows; the whole loop also stops,
-once every job has its minimum, when ``budget_s`` has passed.
+is within ``target_ci`` of the figure, or at ``max_rounds`` windows; no new round starts once
+``budget_s`` seconds of rounds have passed and every job has its minimum.
 
 Everything here is pure scheduling and statistics: the timing itself is the ``execute``
 callable's (a worker process in a sweep, a fake in the tests).
