@@ -14,8 +14,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fsrt.accuracy import RULE as CHECK_RULE
 from fsrt.bench.rounds import RoundConfig
 from fsrt.bench.timing import WindowConfig
+from fsrt.calibration import CALIBRATION
 from fsrt.complexity import Complexity, complexity
 from fsrt.scaling import Strategy, scale_spec
 from fsrt.spec import ModelSpec
@@ -77,7 +79,7 @@ class Variant:
         """Where the weights come from: the checkpoint file, or a seeded initialization."""
         if self.trained_weights:
             return "checkpoint:" + hashlib.sha1(str(Path(self.source).resolve()).encode()).hexdigest()[:12]
-        return f"seed:{seed}"
+        return f"seed:{seed}:{CALIBRATION}"
 
     @property
     def artifact_id(self) -> str:
@@ -135,7 +137,7 @@ def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: 
              "precision": precision,
              "batch": batch, "device": plan.device, "threads": plan.threads, "channels_last": plan.channels_last,
              "cuda_graphs": plan.cuda_graphs, "window": plan.window.identity(), "rounds": plan.rounds.identity(),
-             "method": METHOD}
+             "method": METHOD, "check": CHECK_RULE}
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
