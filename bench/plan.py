@@ -43,6 +43,15 @@ class BenchPlan:
     window: WindowConfig = field(default_factory=WindowConfig)
     rounds: RoundConfig = field(default_factory=RoundConfig)
     seed: int = 0
+    half_at_s: float | None = None  # measure fp16/bf16 only at this s (None: at every s)
+    skip: tuple[tuple[str, str], ...] = ()  # (runtime, precision) pairs not measured
+
+    def measures(self, v: Variant, runtime: str, precision: str) -> bool:
+        """Whether the plan measures ``v`` on ``runtime`` at ``precision`` (``--precision auto``
+        leaves out non-native pairs and measures half precisions at one s only)."""
+        if (runtime, precision) in self.skip:
+            return False
+        return precision == "fp32" or self.half_at_s is None or v.s == self.half_at_s
 
     def to_config(self, runtimes: list[str]) -> dict:
         """The run's identity: the same config reopens (resumes) the same run."""
@@ -51,7 +60,7 @@ class BenchPlan:
                 "device": self.device, "threads": self.threads, "resolution": self.resolution,
                 "channels_last": self.channels_last, "cuda_graphs": self.cuda_graphs, "runtimes": runtimes,
                 "window": self.window.identity(), "rounds": self.rounds.identity(), "seed": self.seed,
-                "method": METHOD}
+                "method": METHOD, "half_at_s": self.half_at_s, "skip": [list(k) for k in self.skip]}
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ def plan_jobs(plan: BenchPlan, variants: list[Variant], runtimes: list[str]) -> 
         for batch in plan.batches:
             for precision in plan.precisions:
                 for runtime in runtimes:
+                    if not plan.measures(v, runtime, precision):
+                        continue
                     mkey = measurement_key(v, runtime, precision, batch, plan)
                     entry = entries.setdefault(mkey, _Entry(Job(v, runtime, precision, batch, mkey), []))
                     entry.labels.append((v, point_key(v, mkey)))
