@@ -174,7 +174,8 @@ def test_runner_selection_lists_unavailable_with_reasons():
 
 def test_sweep_end_to_end_resumes_and_checks_parity(tmp_path):
     args = ["bench", "RegNetX-200MF", "--resolution", "32", "--strategy", "w,dwr", "--sweep", "s=1,2",
-            "--runtimes", "eager,ort,openvino,trt", "--measure-s", "0.02", "--warmup-s", "0.02", "--threads", "1",
+            "--precision", "fp32", "--runtimes", "eager,ort,openvino,trt", "--measure-s", "0.02", "--warmup-s", "0.02",
+            "--threads", "1",
             "--max-rounds", "8", "--out", str(tmp_path / "runs" / "t"), "--db", str(tmp_path / "runs" / "fsrt.db"),
             "--json"]
     first = run_fsrt(*args)
