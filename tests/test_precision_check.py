@@ -16,7 +16,7 @@ import faults
 import numpy as np
 import pytest
 
-from fsrt.bench.points import Status
+from fsrt.bench.points import Point, Status
 
 RES = 64  # the families' check; the deliberate bugs run at 32 px (the same ratios, a quarter of the work)
 BUG_RES = 32
@@ -171,3 +171,30 @@ def test_onnx_runtime_computes_an_fp16_graph_in_fp32_on_cpu(tmp_path):
     full = emulate(folded, [x.astype(np.float64)], fp16)[0]
     assert compare(out, weights_only).rel_l2 < compare(out, full).rel_l2 / 3
     assert "computed in fp32" in runner.precision_note()
+
+
+def test_report_gives_each_half_precision_its_paired_speedup_beside_its_accuracy(tmp_path):
+    """Two measurements timed in the same rounds: per-round ratios 2.0 (drift cancels) while each
+    figure alone moves 30%; the report's speedup is that paired ratio, with the errors beside it."""
+    from fsrt.bench.report import write_report
+    from fsrt.bench.rounds import Window
+    from fsrt.bench.store import Store
+
+    drift = [1.0, 1.3, 0.8, 1.1, 0.9, 1.25, 0.85]
+    common = dict(model="Base", base="Base", strategy="w", s=1.0, runtime="openvino", batch=1, device="cpu",
+                  threads=1, flops=1, params=1, acts=1, status="ok", mode="infer")
+    with Store(tmp_path / "f.db") as st:
+        st.add_machine("m", {})
+        run = st.start_run("r", "m", {})
+        for precision, ms, err, exp in (("fp32", 6.0, 2e-6, None), ("bf16", 3.0, 3.1e-2, 3.0e-2)):
+            st.put_point(run, "m", precision, Point(precision=precision, mkey=precision, latency_ms=ms,
+                                                    latency_lo_ms=0.7 * ms, latency_hi_ms=1.3 * ms, parity_rel_l2=err,
+                                                    parity_expected=exp, note=f"hint {precision}", **common))
+            st.put_windows("m", precision, [Window(r, (ms * d,), 100.0 + r) for r, d in enumerate(drift)])
+        st.set_unavailable(run, "ort bf16", "ONNX Runtime has no bf16 convolution kernels")
+        md = write_report(st, [run], tmp_path / "o")["markdown"].read_text()
+    section = md.split("## Half precision: speedup over fp32 and accuracy cost", 1)[1].split("\n## ", 1)[0]
+    assert "| Base | openvino | bf16 | 1 | 6 | 3 " in section and "2.000x [2.000, 2.000]" in section
+    assert "0.031 | 0.03 | 1.03x" in section and "hint bf16" in section
+    assert "bf16 on openvino (Base, batch 1) is 2.00x faster than fp32 [2.00, 2.00]" in md
+    assert "| ort bf16 | ONNX Runtime has no bf16 convolution kernels |" in md
