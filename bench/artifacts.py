@@ -2,7 +2,9 @@
 
 For each variant: its fp32 weights (a seeded initialization with calibrated BatchNorm, or a
 checkpoint's trained weights), a seeded input batch per batch size with its float64 reference
-logits, and ONNX graphs per precision and batch for the runtimes that read ONNX. Files live in
+logits, the error each half precision's rounding gives those logits (``fsrt.accuracy``: what
+the runtimes' outputs are judged against), and ONNX graphs per precision and batch for the
+runtimes that read ONNX. Files live in
 the run's work folder under names that hash the structure, so a resumed sweep reuses them; each
 is written atomically (an interrupted export leaves nothing half-written).
 """
@@ -10,41 +12,21 @@ is written atomically (an interrupted export leaves nothing half-written).
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fsrt.bench.plan import Variant
+from fsrt.calibration import CALIBRATION, calibrate_batchnorm, never_trained
 from fsrt.io import atomic_write_bytes
-
-
-def calibrate_batchnorm(model, resolution: int, seed: int, batches: int = 2, batch_size: int = 8) -> None:
-    """Set BN running statistics from random inputs (cumulative average), then switch to eval.
-
-    A freshly initialized network has unit BN statistics, so activations shrink or grow
-    layer after layer (EfficientNet's logits end near 1e-14) and half precision underflows;
-    calibrated statistics give trained-like activation scales and meaningful parity checks.
-    """
-    import torch
-
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            model(torch.randn(batch_size, 3, resolution, resolution, generator=gen))
-    for bn in bns:
-        bn.momentum = 0.1
-    model.eval()
 
 
 def build_variant_model(v: Variant, seed: int):
     """The variant's fp32 eval-mode module: trained weights for a checkpoint's own model, else a
-    seeded initialization with calibrated BatchNorm."""
+    seeded initialization; a never-trained network gets calibrated BatchNorm statistics
+    (``fsrt.calibration``, the same answer ``fsrt export`` gives)."""
     import torch
 
     from fsrt.models import build_model
@@ -52,11 +34,13 @@ def build_variant_model(v: Variant, seed: int):
     if v.trained_weights:
         from fsrt.exporters.model_source import load_model
 
-        return load_model(v.source)[0].eval()
-    torch.manual_seed(seed)
-    model = build_model(v.spec)
-    calibrate_batchnorm(model, v.spec.resolution, seed)
-    return model
+        model = load_model(v.source)[0]
+    else:
+        torch.manual_seed(seed)
+        model = build_model(v.spec)
+    if never_trained(model):
+        calibrate_batchnorm(model, v.spec.resolution, seed)
+    return model.eval()
 
 
 @dataclass(frozen=True)
@@ -67,6 +51,7 @@ class VariantFiles:
     inputs: dict[int, Path]  # batch -> float32 NCHW input (.npy)
     references: dict[int, Path]  # batch -> float64 reference logits (.npy)
     onnx: dict[tuple[str, int], Path]  # (precision, batch) -> graph
+    expected: dict[tuple[str, int], float | None]  # (precision, batch) -> error its rounding gives
 
 
 class VariantArtifacts:
@@ -84,7 +69,7 @@ class VariantArtifacts:
         return self._model
 
     def _path(self, suffix: str) -> Path:
-        return self.dir / f"{self.v.artifact_id}-s{self.seed}{suffix}"
+        return self.dir / f"{self.v.artifact_id}-s{self.seed}-{CALIBRATION}{suffix}"
 
     def weights(self) -> Path:
         """The module's state dict (torch.save), written once."""
@@ -101,7 +86,7 @@ class VariantArtifacts:
         """The seeded input batch and its float64 reference logits (``.npy`` files)."""
         x_path, ref_path = self._path(f"-b{batch}-x.npy"), self._path(f"-b{batch}-ref.npy")
         if not (x_path.exists() and ref_path.exists()):
-            from fsrt.exporters.parity import reference_outputs
+            from fsrt.accuracy import reference_outputs
 
             r = self.v.spec.resolution
             x = np.random.default_rng(self.seed).standard_normal((batch, 3, r, r)).astype(np.float32)
@@ -120,13 +105,29 @@ class VariantArtifacts:
             export_onnx(self.model, path, batch=batch, precision=precision, parity=False, force=True)
         return path
 
-    def files(self, batches: list[int], onnx_keys: list[tuple[str, int]]) -> VariantFiles:
+    def expected(self, precision: str, batch: int) -> float | None:
+        """The relative error ``precision``'s rounding gives the reference logits of ``batch``
+        (``fsrt.accuracy.expected_error``; ``None`` for fp32), computed once and kept as JSON."""
+        from fsrt.accuracy import expected_error
+        from fsrt.precision import get_precision
+
+        path = self._path(f"-b{batch}-{precision}-expected.json")
+        if not path.exists():
+            x_path, ref_path = self.inputs(batch)
+            x = np.load(x_path).astype(np.float64)
+            value = expected_error(self.model, [x], [np.load(ref_path)], get_precision(precision))
+            atomic_write_bytes(path, json.dumps({"expected_rel_l2": value}).encode())
+        return json.loads(path.read_text())["expected_rel_l2"]
+
+    def files(self, batches: list[int], onnx_keys: list[tuple[str, int]],
+              precision_keys: list[tuple[str, int]] = ()) -> VariantFiles:
         """Every file the plan needs for this variant, prepared."""
         inputs, refs = {}, {}
         for b in batches:
             inputs[b], refs[b] = self.inputs(b)
         onnx = {key: self.onnx(*key) for key in onnx_keys}
-        return VariantFiles(self.weights(), inputs, refs, onnx)
+        expected = {key: self.expected(*key) for key in precision_keys}
+        return VariantFiles(self.weights(), inputs, refs, onnx, expected)
 
     def release(self) -> None:
         """Drop the in-memory module (files stay)."""

@@ -12,6 +12,7 @@ from collections import defaultdict
 from fsrt.bench import analysis
 from fsrt.bench.noise import describe_probe, run_noise
 from fsrt.bench.points import Point, Status
+from fsrt.bench.precision_costs import precision_costs, precision_lines
 from fsrt.bench.rounds import Window
 
 
@@ -142,12 +143,14 @@ def summarize(points: list[Point], windows: dict[str, list[Window]] | None = Non
     fastest = analysis.fastest_runtime(rank, windows)
     strat = analysis.fastest_strategy(points, labels, fastest["series"], windows) if fastest else []
     roof = analysis.roofline(points, labels)
+    costs = precision_costs(points, windows)
     noise = run_noise({m: w for m, w in windows.items()}).to_dict()
     lines = [] if analysis.counted(points) else ["No successfully measured points in this run, so there is nothing "
                                                  "to fit."]
     lines += _predictor_lines(best, corr)
     lines += _runtime_line(fastest, len({o["series"] for r in rank for o in r["order"]}))
     lines += _strategy_lines(strat)
+    lines += precision_lines(costs)
     lines += _roofline_lines(roof)
     lines += _status_lines(points)
     lines += _noise_line(noise, probe)
@@ -156,4 +159,5 @@ def summarize(points: list[Point], windows: dict[str, list[Window]] | None = Non
     return {"labels": {label: dict(zip(analysis.SERIES_FIELDS, key)) for key, label in labels.items()},
             "correlations": corr, "best_predictors": best, "exponents": analysis.exponents(points, labels, seed),
             "ranking": rank, "fastest_runtime": fastest, "fastest_strategy": strat, "roofline": roof,
-            "memory": analysis.memory(points, labels), "noise": noise, "thread_probe": probe, "summary": lines}
+            "memory": analysis.memory(points, labels), "noise": noise, "thread_probe": probe, "summary": lines,
+            "precisions": costs}

@@ -14,8 +14,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fsrt.accuracy import RULE as CHECK_RULE
 from fsrt.bench.rounds import RoundConfig
 from fsrt.bench.timing import WindowConfig
+from fsrt.calibration import CALIBRATION
 from fsrt.complexity import Complexity, complexity
 from fsrt.scaling import Strategy, scale_spec
 from fsrt.spec import ModelSpec
@@ -41,6 +43,15 @@ class BenchPlan:
     window: WindowConfig = field(default_factory=WindowConfig)
     rounds: RoundConfig = field(default_factory=RoundConfig)
     seed: int = 0
+    half_at_s: float | None = None  # measure fp16/bf16 only at this s (None: at every s)
+    skip: tuple[tuple[str, str], ...] = ()  # (runtime, precision) pairs not measured
+
+    def measures(self, v: Variant, runtime: str, precision: str) -> bool:
+        """Whether the plan measures ``v`` on ``runtime`` at ``precision`` (``--precision auto``
+        leaves out non-native pairs and measures half precisions at one s only)."""
+        if (runtime, precision) in self.skip:
+            return False
+        return precision == "fp32" or self.half_at_s is None or v.s == self.half_at_s
 
     def to_config(self, runtimes: list[str]) -> dict:
         """The run's identity: the same config reopens (resumes) the same run."""
@@ -49,7 +60,7 @@ class BenchPlan:
                 "device": self.device, "threads": self.threads, "resolution": self.resolution,
                 "channels_last": self.channels_last, "cuda_graphs": self.cuda_graphs, "runtimes": runtimes,
                 "window": self.window.identity(), "rounds": self.rounds.identity(), "seed": self.seed,
-                "method": METHOD}
+                "method": METHOD, "half_at_s": self.half_at_s, "skip": [list(k) for k in self.skip]}
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ class Variant:
         """Where the weights come from: the checkpoint file, or a seeded initialization."""
         if self.trained_weights:
             return "checkpoint:" + hashlib.sha1(str(Path(self.source).resolve()).encode()).hexdigest()[:12]
-        return f"seed:{seed}"
+        return f"seed:{seed}:{CALIBRATION}"
 
     @property
     def artifact_id(self) -> str:
@@ -135,7 +146,7 @@ def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: 
              "precision": precision,
              "batch": batch, "device": plan.device, "threads": plan.threads, "channels_last": plan.channels_last,
              "cuda_graphs": plan.cuda_graphs, "window": plan.window.identity(), "rounds": plan.rounds.identity(),
-             "method": METHOD}
+             "method": METHOD, "check": CHECK_RULE}
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 

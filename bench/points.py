@@ -85,6 +85,8 @@ class Point:
     l2: str | None = None
     parity_max_abs: float | None = None
     parity_max_rel: float | None = None
+    parity_rel_l2: float | None = None  # the judged error: ||out - ref|| / ||ref|| (fsrt.accuracy)
+    parity_expected: float | None = None  # the relative L2 error the precision's rounding gives this model
     floor_compulsory_ms: float | None = None
     floor_layer_ms: float | None = None
     created: float | None = None

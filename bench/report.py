@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fsrt.accuracy import LOWER_FACTOR, UPPER_FACTOR
 from fsrt.bench import analysis, plots
 from fsrt.bench.conclusions import summarize
 from fsrt.bench.noise import THREADS_SETTING, describe_probe
@@ -408,6 +409,23 @@ def _strategy_section(doc: Doc, a: dict, level: int, caption: str) -> None:
                for r in a["fastest_strategy"]])
 
 
+def _precision_section(doc: Doc, a: dict, level: int, caption: str) -> None:
+    rows = a.get("precisions") or []
+    if not rows:
+        return
+    doc.h(level, "Half precision: speedup over fp32 and accuracy cost" + caption)
+    doc.p(f"Speedup = fp32 figure / half-precision figure, paired over the rounds both were timed in. Error = "
+          f"relative L2 distance of the timed call's outputs from the float64 model; 'from rounding' is the error "
+          f"the precision's own rounding gives this model (float64 emulation); a point passes when its error is "
+          f"between 1/{LOWER_FACTOR:g} and {UPPER_FACTOR:g}x that (below: the runtime did not compute in that "
+          f"precision; above: more error than the precision explains).")
+    doc.table(["model", "runtime", "precision", "batch", "fp32 ms", "ms", "speedup", "error", "from rounding",
+               "ratio", "status", "ran"],
+              [[r["model"], r["runtime"], r["precision"], r["batch"], _ms(r["fp32_ms"]), _latency(r),
+                _ratio(r["speedup"]), _cell(r["rel_l2"]), _cell(r["expected"]), _x(r["vs_expected"]),
+                r["reason"] or r["status"], r["note"] or "-"] for r in rows], numeric=False)
+
+
 def _roofline_section(doc: Doc, a: dict, level: int, caption: str, plot_paths: dict) -> None:
     doc.h(level, "Roofline efficiency" + caption)
     doc.p("Efficiency = roofline floor / measured figure (100% = running at the measured peak). The compulsory "
@@ -435,8 +453,10 @@ def _memory_section(doc: Doc, a: dict, level: int, caption: str, plot_paths: dic
 
 def _failure_sections(doc: Doc, rd: RunData, level: int, caption: str) -> None:
     doc.h(level, "Parity failures" + caption)
-    doc.table(["model", "runtime", "precision", "batch", "max abs err", "max rel err", "reason"],
-              [[p.model, p.runtime, p.precision, p.batch, p.parity_max_abs, p.parity_max_rel, p.reason]
+    doc.table(["model", "runtime", "precision", "batch", "max abs err", "max rel err", "rel. L2 err", "from rounding",
+               "reason"],
+              [[p.model, p.runtime, p.precision, p.batch, p.parity_max_abs, p.parity_max_rel, p.parity_rel_l2,
+                p.parity_expected, p.reason]
                for p in analysis.with_status(rd.points, Status.PARITY_FAILED)],
               empty="None: every measured runtime matched eager within tolerance.")
     errors = analysis.with_status(rd.points, Status.ERROR)
@@ -458,6 +478,7 @@ def _run_sections(doc: Doc, rd: RunData, level: int, plot_paths: dict[str, str])
     _exponent_section(doc, a, level, caption, plot_paths)
     _ranking_section(doc, a, level, caption)
     _strategy_section(doc, a, level, caption)
+    _precision_section(doc, a, level, caption)
     _roofline_section(doc, a, level, caption, plot_paths)
     _memory_section(doc, a, level, caption, plot_paths)
     _noise_section(doc, rd, level, caption)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fsrt.bench.precision_support import openvino_note, ort_ran_in_fp32
 from fsrt.bench.runners import PrepareContext, Runner, module_available
 from fsrt.precision import get_precision, ort_numpy_dtype
 
@@ -49,11 +50,17 @@ class OrtRunner(Runner):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         path = ctx.onnx_path(ctx.precision)
+        inspect = ctx.precision != "fp32" and not ctx.device.startswith("cuda")
+        if inspect:  # keep the graph ONNX Runtime really runs, to record its arithmetic
+            ctx.workdir.mkdir(parents=True, exist_ok=True)
+            opts.optimized_model_filepath = str(ctx.workdir / f"ort-optimized-{path.name}")
         self.session = ort.InferenceSession(str(path), opts, providers=self.session_providers(ctx))
         self.input_name = self.session.get_inputs()[0].name
         self.device = ctx.device
         self._binding = self._out = None
         self._precision_note = f"{ctx.precision} graph, {self.session.get_providers()[0]}"
+        if inspect and ort_ran_in_fp32(opts.optimized_model_filepath):
+            self._precision_note += " (computed in fp32 between two inserted casts: no fp16 CPU kernels)"
 
     def bind(self, x: np.ndarray) -> Callable[[], object]:
         feed = {self.input_name: np.ascontiguousarray(x.astype(self.dtype))}
@@ -109,7 +116,8 @@ class OrtTensorRtRunner(OrtRunner):
 
 class OpenVinoRunner(Runner):
     """OpenVINO CPU plugin with an explicit precision hint (it defaults to bf16 on CPUs with
-    bf16 units); the precision it reports back is recorded."""
+    bf16 units); the precision its convolutions really run is recorded, and a hint it does not
+    honour is refused (``fsrt.bench.precision_support``)."""
 
     name = "openvino"
     devices = ("cpu",)
@@ -127,8 +135,7 @@ class OpenVinoRunner(Runner):
         hint = get_precision(ctx.precision).openvino_hint
         self.compiled = core.compile_model(str(ctx.onnx_path("fp32")), "CPU", {
             "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": ctx.threads, "PERFORMANCE_HINT": "LATENCY"})
-        actual = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self._precision_note = f"hint {hint}, runs {actual.replace('<Type: ', '').rstrip('>')}"
+        self._precision_note = openvino_note(hint, ctx.precision, self.compiled)  # refuses a hint it ignores
         self.request = self.compiled.create_infer_request()
 
     def bind(self, x: np.ndarray) -> Callable[[], object]:

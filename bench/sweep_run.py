@@ -17,7 +17,6 @@ rounds).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,19 +66,12 @@ def plan_jobs(plan: BenchPlan, variants: list[Variant], runtimes: list[str]) -> 
         for batch in plan.batches:
             for precision in plan.precisions:
                 for runtime in runtimes:
+                    if not plan.measures(v, runtime, precision):
+                        continue
                     mkey = measurement_key(v, runtime, precision, batch, plan)
                     entry = entries.setdefault(mkey, _Entry(Job(v, runtime, precision, batch, mkey), []))
                     entry.labels.append((v, point_key(v, mkey)))
     return list(entries.values())
-
-
-def relative_error(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    """(max abs error, max abs error / max |ref|)."""
-    if out.shape != ref.shape:
-        raise RuntimeError(f"output shape {out.shape} differs from eager's {ref.shape}")
-    err = float(np.max(np.abs(out - ref))) if np.all(np.isfinite(out)) else math.inf
-    scale = float(np.max(np.abs(ref)))
-    return err, err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
 
 
 def get_ceilings(store: Store, machine_id: str, device: str, precision: str, threads: int) -> Ceilings:
@@ -216,20 +208,22 @@ class Sweep:
         from fsrt.bench.runners import all_runners
 
         classes = all_runners()
-        needs: dict[str, tuple[VariantArtifacts, set, set]] = {}
+        needs: dict[str, tuple[VariantArtifacts, set, set, set]] = {}
         primer = primer_variant(todo[0].job.variant)
         for e in todo:
             job = e.job
             for v, batch in ((job.variant, job.batch), (primer, 1)):
-                art, batches, graphs = needs.setdefault(v.artifact_id, (VariantArtifacts(v, self.plan.seed,
-                                                                                         self.workdir), set(), set()))
+                art, batches, graphs, checks = needs.setdefault(
+                    v.artifact_id, (VariantArtifacts(v, self.plan.seed, self.workdir), set(), set(), set()))
                 batches.add(batch)
                 if getattr(classes.get(job.runtime), "needs_onnx", False):
                     graphs.add((_graph_precision(job), batch))
+                if v is job.variant:
+                    checks.add((job.precision, batch))
         self.progress.phase("preparing models", len(needs))
         out = {}
-        for vid, (art, batches, graphs) in needs.items():
-            out[vid] = art.files(sorted(batches), sorted(graphs))
+        for vid, (art, batches, graphs, checks) in needs.items():
+            out[vid] = art.files(sorted(batches), sorted(graphs), sorted(checks))
             art.release()
             self.progress.step(art.v.name)
         out["primer"] = out[primer.artifact_id]
@@ -265,8 +259,6 @@ class Sweep:
 
     def _prepare_jobs(self, pool, group: list[_Entry], files: dict, ceilings: dict) -> dict[str, tuple]:
         """Prepare and parity-check each job in its worker; failures become points now."""
-        from fsrt.precision import get_precision
-
         self.progress.phase("preparing runtimes and checking outputs", len(group))
         ready, primed = {}, set()
         for entry in group:
@@ -282,15 +274,13 @@ class Sweep:
             self.progress.step(job.label)
             try:
                 prep = pool.prepare(job.runtime, req)
-                err_abs, err_rel = relative_error(prep.output, np.load(f.references[job.batch]))
-            except (WorkerFailed, WorkerDied, RuntimeError) as e:
+                base, verdict = checked(base, prep.output, np.load(f.references[job.batch]),
+                                        f.expected[(job.precision, job.batch)])
+            except (WorkerFailed, WorkerDied, ValueError) as e:
                 self._finish(entry, base.replace(status=Status.ERROR, reason=str(e)))
                 continue
-            base = base.replace(parity_max_abs=err_abs, parity_max_rel=err_rel)
-            bound = get_precision(job.precision).bound
-            if not err_rel <= bound:
-                self._finish(entry, base.replace(status=Status.PARITY_FAILED, note=prep.note,
-                                                 reason=f"relative error {err_rel:.2e} > {bound:.0e} bound"))
+            if not verdict.passed:
+                self._finish(entry, base.replace(status=Status.PARITY_FAILED, note=prep.note, reason=verdict.reason))
                 try:
                     pool.release(job.runtime, job.mkey)
                 except (WorkerFailed, WorkerDied):
@@ -324,6 +314,19 @@ class Sweep:
                 pool.release(entry.job.runtime, mkey)
             except (WorkerFailed, WorkerDied):
                 pass  # nothing left to free
+
+
+def checked(base: Point, output: np.ndarray, ref: np.ndarray, expected: float | None):
+    """``(point with its accuracy figures, verdict)``: the timed call's outputs judged against the
+    float64 reference by ``fsrt.accuracy``'s rule (``expected``: the error the precision's
+    rounding gives this model). A shape mismatch raises ``ValueError``."""
+    from fsrt.accuracy import compare, judge
+    from fsrt.precision import get_precision
+
+    errors = compare(output, ref)
+    verdict = judge(errors.rel_l2, get_precision(base.precision), expected)
+    return base.replace(parity_max_abs=errors.max_abs, parity_max_rel=errors.max_rel, parity_rel_l2=errors.rel_l2,
+                        parity_expected=expected), verdict
 
 
 def primer_variant(v: Variant) -> Variant:

@@ -55,6 +55,7 @@ class ExportResult:
     complexity: dict
     bn_folded: int
     stage_seconds: dict = field(default_factory=dict)
+    bn_calibrated: bool = False  # a never-trained network got BatchNorm statistics (fsrt.calibration)
 
     @property
     def node_count(self) -> int:
@@ -69,7 +70,8 @@ class ExportResult:
             "dynamic_batch": list(self.dynamic_batch) if self.dynamic_batch else None,
             "nodes": self.node_count, "nodes_by_type": self.nodes_by_type, "parity": self.parity.to_dict(),
             "seconds": round(self.seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-            "size_bytes": self.size_bytes, "bn_folded": self.bn_folded, "complexity": self.complexity,
+            "size_bytes": self.size_bytes, "bn_folded": self.bn_folded, "bn_calibrated": self.bn_calibrated,
+            "complexity": self.complexity,
         }
 
 
@@ -233,6 +235,22 @@ def _check_request(path, *, batch: int, dynamic_batch, resolution: int | None, p
     return path, prec, opset, bspec
 
 
+def with_statistics(model, res: int):
+    """``(model, calibrated)``: a never-trained network (every BatchNorm at mean 0, variance 1) is
+    replaced by a copy with calibrated statistics, so the exported graph and its parity check see
+    activations of a sane scale (docs/architecture.md, "Export and parity"); a trained one is
+    returned as it is."""
+    import copy
+
+    from fsrt.calibration import calibrate_batchnorm, never_trained
+
+    if not never_trained(model):
+        return model, False
+    calibrated = copy.deepcopy(model).cpu()
+    calibrate_batchnorm(calibrated, res, seed=0)
+    return calibrated, True
+
+
 def _export_ready(model, prec: Precision, triton_group_conv: bool):
     """``(module, BN pairs folded, translation table)``: a BN-folded CPU copy of ``model`` in
     ``prec`` (the caller's module keeps its device and weights), grouped convs swapped for the
@@ -284,10 +302,10 @@ def _parity(data: bytes, model, *, enabled: bool, custom: bool, prec: Precision,
             seed: int | None) -> Parity:
     """The parity check of the serialized graph against ``model``, or why it was skipped."""
     if not enabled:
-        return skipped(prec.bound, "disabled (--no-parity)")
+        return skipped("disabled (--no-parity)")
     if custom:
-        return skipped(prec.bound, "the graph has custom-domain nodes (fsrt kernels) that ONNX Runtime cannot run; "
-                                   "check the engine with 'fsrt bench' instead")
+        return skipped("the graph has custom-domain nodes (fsrt kernels) that ONNX Runtime cannot run; "
+                       "check the engine with 'fsrt bench' instead")
     return check_parity(data, model, batches=bspec.parity_batches(), chw=(3, res, res), precision=prec, seed=seed)
 
 
@@ -311,6 +329,7 @@ def export_onnx(model_or_spec, path, *, batch: int = 1, dynamic_batch=None, reso
     with _timed(stages, "prepare"):
         model, spec = load_model(model_or_spec, ema=ema)
         res = resolution or spec.resolution
+        model, calibrated = with_statistics(model, res)
         module, n_folded, table = _export_ready(model, prec, triton_group_conv)
     proto, input_shape, cx = _graph(module, spec, res, prec, opset, bspec, table, stages)
     data = proto.SerializeToString()
@@ -326,7 +345,8 @@ def export_onnx(model_or_spec, path, *, batch: int = 1, dynamic_batch=None, reso
     return ExportResult(path=path, opset=opset, precision=prec.name, input_shape=input_shape,
                         dynamic_batch=(bspec.min, bspec.opt, bspec.max) if bspec.dynamic else None,
                         nodes_by_type=nodes_by_type(proto), parity=result_parity, seconds=time.perf_counter() - start,
-                        size_bytes=len(data), spec=spec, complexity=cx, bn_folded=n_folded, stage_seconds=stages)
+                        size_bytes=len(data), spec=spec, complexity=cx, bn_folded=n_folded, stage_seconds=stages,
+                        bn_calibrated=calibrated)
 
 
 def read_metadata(onnx_path) -> dict:

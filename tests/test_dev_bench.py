@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DEV = Path(__file__).resolve().parents[1] / "dev"
 
 
@@ -44,3 +46,20 @@ def test_benchmark_app_percentile_is_read_in_either_unit():
         sys.path.remove(str(DEV))
     assert tenth_percentile_ms("[ INFO ]    10 percentile:     74.00 us\n") == 0.074
     assert tenth_percentile_ms("[ INFO ]    10 percentile:     5.66 ms\n") == 5.66
+
+
+def test_precision_speed_script_gives_speedup_beside_accuracy():
+    doc = _run("precision_speed.py", "--quick", "--json")
+    (row,) = doc["rows"]  # eager bf16 against eager fp32 (asked by name: runs emulated where bf16 is)
+    assert row["precision"] == "bf16" and row["runtime"] == "eager" and row["fp32_ms"] > 0
+    assert row["speedup"]["value"] == pytest.approx(row["fp32_ms"] / row["latency_ms"], rel=0.5)
+    assert 0 < row["rel_l2"] and 0 < row["expected"]
+
+
+def test_precision_check_script_catches_its_broken_runtimes():
+    doc = _run("precision_check.py", "--quick", "--json")
+    honest = [r for r in doc["rows"] if r["kind"] == "honest"]
+    assert honest and all(r["passed"] for r in honest)
+    caught = [r for r in doc["rows"] if r["kind"] in ("kernel transposed (middle)", "padding shifted (middle)")
+              or r["kind"].startswith("computes")]
+    assert len(caught) == 9 and not any(r["passed"] for r in caught)

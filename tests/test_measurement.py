@@ -267,7 +267,8 @@ def test_parity_checks_the_outputs_of_the_timed_call(tmp_path):
 # -- worker processes: real runtimes, real memory ---------------------------------------------------
 def test_workers_measure_each_runtime_in_its_own_process_with_meaningful_memory(tmp_path):
     res = run_fsrt("bench", "RegNetX-200MF", "--resolution", "32", "--strategy", "w", "--sweep", "s=1",
-                   "--runtimes", "eager,ort", "--threads", "1", "--measure-s", "0.02", "--warmup-s", "0.02",
+                   "--precision", "fp32", "--runtimes", "eager,ort", "--threads", "1", "--measure-s", "0.02",
+                   "--warmup-s", "0.02",
                    "--max-rounds", "7", "--no-report", "--out", str(tmp_path / "r"), "--db", str(tmp_path / "f.db"),
                    "--json")
     assert res.code == 0, res.err

@@ -74,21 +74,19 @@ def _plan(models, opts: dict, threads: int, dev: str):
     """The validated ``BenchPlan`` (nothing is written before this succeeds)."""
     from fsrt.bench.plan import BenchPlan
     from fsrt.errors import FsrtError
-    from fsrt.precision import get_precision
     from fsrt.scaling import check_s, parse_strategies
     from fsrt.sweep import parse_sweep
 
     name, s_values = parse_sweep(opts["sweep"])
     if name != "s":
         raise FsrtError(f"--sweep must sweep s (the flops multiplier), got {name!r}; e.g. --sweep s=1..32")
-    precisions = tuple(get_precision(p).name for p in opts["precision"].split(",") if p.strip()) or ("fp32",)
     if opts["resolution"] is not None and opts["resolution"] < 8:
         raise FsrtError(f"--resolution must be at least 8 pixels, got {opts['resolution']}")
     window, rounds = _timing(opts)
     strategies = parse_strategies(opts["alpha"], opts["strategy"]) or parse_strategies(strategy=DEFAULT_STRATEGIES)
     return BenchPlan(sources=tuple(models) or ("RegNetY-400MF",), strategies=strategies,
                      s_values=tuple(check_s(s) for s in s_values),
-                     batches=_ints(opts["batch"], "--batch"), precisions=precisions, device=dev, threads=threads,
+                     batches=_ints(opts["batch"], "--batch"), device=dev, threads=threads,
                      resolution=opts["resolution"], channels_last=opts["channels_last"],
                      cuda_graphs=opts["cuda_graphs"], window=window, rounds=rounds)
 
@@ -123,7 +121,10 @@ def _decide_threads(store, mid: str, dev: str, out, quiet: bool) -> tuple[int, d
               help="auto (all available except multi-minute CPU compiles), all, or a list: "
                    "eager,compile,aoti,ort,ort-trt,trt,openvino.")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,32.")
-@click.option("--precision", default="fp32", show_default=True, help="Precisions: fp32, fp16, bf16 (comma list).")
+@click.option("--precision", default="auto", show_default=True,
+              help="auto: fp32 at every point, plus each half precision a runtime computes natively on this "
+                   "machine (bf16 on CPUs with bf16 units, fp16 with fp16 units) at the smallest s, with its "
+                   "speedup and accuracy cost; or a list of fp32, fp16, bf16 measured at every point.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", "threads_text", default="auto", show_default=True,
               help="CPU threads for every runtime. auto: measured once per machine (1 thread where all cores "
@@ -166,7 +167,8 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
 
     \b
     Examples:
-      fsrt bench                                   RegNetY-400MF, dwr/dWr/w, s=1,2,4, eager+ort+openvino
+      fsrt bench                                   RegNetY-400MF, dwr/dWr/w, s=1,2,4, eager+ort+openvino,
+                                                   fp32 + the half precisions this machine runs natively
       fsrt bench --alpha 0.8 --sweep s=1..32       the fast dWr family up to 32x flops
       fsrt bench EfficientNet-B0 --strategy dwr,w --batch 1,8 --runtimes eager,ort
       fsrt bench --threads 2 --target-ci 0.01      all cores, a tighter interval
@@ -176,9 +178,11 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
 
     if out_dir.exists() and not out_dir.is_dir():
         raise FsrtError(f"--out {out_dir} is a file; give a folder for the run")
+    from fsrt.bench.precision_support import parse_precisions, resolve_precisions
     from fsrt.device import resolve_device
 
     threads = _threads(threads_text)
+    requested = parse_precisions(opts["precision"])
     dev = str(resolve_device(device))
     plan = _plan(models, opts, threads or 1, dev)
     from fsrt.bench.plan import plan_variants
@@ -189,6 +193,8 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
     if not runners:
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise FsrtError(f"no requested runtime can run here ({reasons})")
+    plan, not_native = resolve_precisions(plan, requested, [r.name for r in runners])
+    skipped.update(not_native)
     _run(plan, threads, [r.name for r in runners], skipped, out_dir, db_path, no_report, as_json)
 
 
@@ -221,6 +227,8 @@ def _run(plan, threads, runtimes, skipped, out_dir, db_path, no_report, as_json)
             out.print(f"[bold]fsrt bench[/] run [cyan]{out_dir.name}[/] (id {run_id}) on {describe(fp)}, "
                       f"device {plan.device}, {threads} thread(s){how}")
             out.print(f"  runtimes: {', '.join(runtimes)}")
+            half = "" if plan.half_at_s is None else f" (half precisions at s={plan.half_at_s:g})"
+            out.print(f"  precisions: {', '.join(plan.precisions)}{half}")
             for rt, why in skipped.items():
                 out.print(f"  [dim]skipped {rt}: {why}[/]")
         variants = plan_variants(plan)
@@ -246,7 +254,8 @@ def _run(plan, threads, runtimes, skipped, out_dir, db_path, no_report, as_json)
 
 JSON_FIELDS = ("model", "strategy", "s", "runtime", "precision", "batch", "flops", "params", "acts", "latency_ms",
                "latency_lo_ms", "latency_hi_ms", "rounds", "dropped_rounds", "median_ms", "p90_ms", "cv", "status",
-               "reason", "note", "parity_max_rel", "floor_layer_ms", "peak_mem_bytes", "mem_kind")
+               "reason", "note", "parity_max_rel", "parity_rel_l2", "parity_expected", "floor_layer_ms",
+               "peak_mem_bytes", "mem_kind")
 
 
 def _json_doc(run_id, out_dir, db_path, mid, threads, skipped, points, paths) -> dict:
@@ -321,14 +330,16 @@ def _print_table(points) -> None:
     from fsrt.sizes import human
 
     runtimes = list(dict.fromkeys(p.runtime for p in points))
+    precisions = list(dict.fromkeys(p.precision for p in points))
     table = Table(title="latency (ms, median over rounds of window p10, 95% interval; * = interval above target)")
-    for col in ("model", "strategy", "s", "flops", "acts", *runtimes):
-        table.add_column(col, justify="left" if col in ("model", "strategy") else "right")
+    extra = ("precision",) if len(precisions) > 1 else ()
+    for col in ("model", "strategy", "s", *extra, "flops", "acts", *runtimes):
+        table.add_column(col, justify="left" if col in ("model", "strategy", "precision") else "right")
     rows: dict[tuple, dict] = {}
     for p in points:
         rows.setdefault((p.model, p.strategy, p.s, p.precision, p.batch), {"p": p})[p.runtime] = p
-    for (model, strat, s, _prec, _batch), cells in rows.items():
+    for (model, strat, s, prec, _batch), cells in rows.items():
         base = cells["p"]
-        table.add_row(model, strat, f"{s:g}", human(base.flops), human(base.acts),
+        table.add_row(model, strat, f"{s:g}", *((prec,) if extra else ()), human(base.flops), human(base.acts),
                       *(_cell(cells.get(rt)) for rt in runtimes))
     console().print(table)
