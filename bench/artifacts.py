@@ -10,7 +10,7 @@ is written atomically (an interrupted export leaves nothing half-written).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,8 @@ class VariantFiles:
     inputs: dict[int, Path]  # batch -> float32 NCHW input (.npy)
     references: dict[int, Path]  # batch -> float64 reference logits (.npy)
     onnx: dict[tuple[str, int], Path]  # (precision, batch) -> graph
+    labels: dict[int, Path] = field(default_factory=dict)  # batch -> int64 class labels (train points)
+    train_references: dict[int, Path] = field(default_factory=dict)  # batch -> float64 step summary
 
 
 class VariantArtifacts:
@@ -85,6 +87,10 @@ class VariantArtifacts:
 
     def _path(self, suffix: str) -> Path:
         return self.dir / f"{self.v.artifact_id}-s{self.seed}{suffix}"
+
+    def file(self, suffix: str) -> Path:
+        """Where a file of this variant named by ``suffix`` lives (other modules' per-variant files)."""
+        return self._path(suffix)
 
     def weights(self) -> Path:
         """The module's state dict (torch.save), written once."""
