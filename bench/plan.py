@@ -41,10 +41,24 @@ class BenchPlan:
     window: WindowConfig = field(default_factory=WindowConfig)
     rounds: RoundConfig = field(default_factory=RoundConfig)
     seed: int = 0
+    modes: tuple[str, ...] = ("infer",)  # what a timed call is: "infer" (forward) and/or "train" (a step)
+    train_batches: tuple[int, ...] | None = None  # batches of train points (None: ``batches``)
+    train_precisions: tuple[str, ...] | None = None  # precisions of train points (None: ``precisions``)
+
+    def batches_for(self, mode: str) -> tuple[int, ...]:
+        """The batch sizes measured in ``mode``."""
+        return (self.train_batches or self.batches) if mode == "train" else self.batches
+
+    def precisions_for(self, mode: str) -> tuple[str, ...]:
+        """The precisions measured in ``mode``."""
+        return (self.train_precisions or self.precisions) if mode == "train" else self.precisions
 
     def to_config(self, runtimes: list[str]) -> dict:
         """The run's identity: the same config reopens (resumes) the same run."""
-        return {"sources": list(self.sources), "strategies": [s.name for s in self.strategies],
+        modes = {} if self.modes == ("infer",) else {
+            "modes": list(self.modes), "train_batches": list(self.batches_for("train")),
+            "train_precisions": list(self.precisions_for("train"))}
+        return {**modes, "sources": list(self.sources), "strategies": [s.name for s in self.strategies],
                 "s": list(self.s_values), "batches": list(self.batches), "precisions": list(self.precisions),
                 "device": self.device, "threads": self.threads, "resolution": self.resolution,
                 "channels_last": self.channels_last, "cuda_graphs": self.cuda_graphs, "runtimes": runtimes,
@@ -129,10 +143,12 @@ class Job:
         return f"{self.variant.name} {self.runtime}{mode} {self.precision} b{self.batch}"
 
 
-def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: BenchPlan, mode: str = "infer") -> str:
-    """Hash of everything that determines a measurement (not the strategy label)."""
+def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: BenchPlan, mode: str = "infer",
+                    step: dict | None = None) -> str:
+    """Hash of everything that determines a measurement (not the strategy label). ``step`` is what
+    defines a training step (train mode: ``fsrt.bench.train_step.step_identity``)."""
     ident = {"spec": v.spec_hash, "weights": v.weights_tag(plan.seed), "runtime": runtime, "mode": mode,
-             "precision": precision,
+             **({"step": step} if step else {}), "precision": precision,
              "batch": batch, "device": plan.device, "threads": plan.threads, "channels_last": plan.channels_last,
              "cuda_graphs": plan.cuda_graphs, "window": plan.window.identity(), "rounds": plan.rounds.identity(),
              "method": METHOD}
