@@ -269,6 +269,8 @@ class TrainStepRunner:
                                 f"({RECIPE} param groups), label smoothing {self.recipe.label_smoothing}")
         if ctx.channels_last:
             self._precision_note += ", channels_last"
+        if ctx.cuda_graphs:
+            self._precision_note += ", no CUDA graph (a training step is not captured)"
         self._marks: list[tuple] = []
 
     def _wrap(self, model):
