@@ -92,9 +92,12 @@ def series_key(p: Point) -> tuple:
 
 
 def series_labels(points: Iterable[Point]) -> dict[tuple, str]:
-    """Short, unique labels per series: the runtime plus only the fields that differ between series."""
+    """Short, unique labels per series: the runtime plus only the fields that differ between series
+    (and "train" on training-step series even when every series is one, so they never read as inference)."""
     keys = sorted({series_key(p) for p in points}, key=lambda k: tuple(str(v) for v in k))
-    varying = [i for i in range(1, len(SERIES_FIELDS)) if len({k[i] for k in keys}) > 1]
+    mode = SERIES_FIELDS.index("mode")
+    varying = [i for i in range(1, len(SERIES_FIELDS)) if len({k[i] for k in keys}) > 1
+               or (i == mode and any(k[i] not in (None, "infer") for k in keys))]
     labels = {}
     for k in keys:
         parts = [str(k[0])]
@@ -270,11 +273,11 @@ def is_reference(label: str) -> bool:
 
 def ranking(points: list[Point], labels: dict[tuple, str], windows: dict[str, list[Window]] | None = None
             ) -> list[dict]:
-    """Per model (and batch): series ordered fastest first, each with its speedup over the reference
+    """Per model (and batch and mode): series ordered fastest first, each with its speedup over the reference
     (eager, else the slowest series) as an interval, and whether the fastest is resolved against the
     runner-up."""
     rows = []
-    for (model, batch), pts in group_by(distinct(counted(points)), "model", "batch").items():
+    for (model, batch, mode), pts in group_by(distinct(counted(points)), "model", "batch", "mode").items():
         best: dict[str, Point] = {}
         for p in pts:
             lab = labels[series_key(p)]
@@ -290,12 +293,12 @@ def ranking(points: list[Point], labels: dict[tuple, str], windows: dict[str, li
             items.append({"series": lab, "latency_ms": p.latency_ms, "latency_lo_ms": p.latency_lo_ms,
                           "latency_hi_ms": p.latency_hi_ms, "speedup": sp.value, "speedup_ci": sp.to_dict()})
         lead = ratio(order[1][1], order[0][1], windows) if len(order) > 1 else None
-        rows.append({"model": model, "batch": batch, "reference": ref_label, "order": items,
+        rows.append({"model": model, "batch": batch, "mode": mode or "infer", "reference": ref_label, "order": items,
                      "fastest": order[0][0], "fastest_ms": order[0][1].latency_ms, "speedup": items[0]["speedup"],
                      "speedup_ci": items[0]["speedup_ci"], "runner_up": order[1][0] if len(order) > 1 else None,
                      "lead": _interval_dict(lead), "resolved": lead is None or lead.excludes(1.0),
                      "flops": pts[0].flops, "_points": dict(best)})
-    rows.sort(key=lambda r: (r["flops"] or 0, str(r["model"]), r["batch"] or 0))
+    rows.sort(key=lambda r: (r["mode"] != "infer", r["flops"] or 0, str(r["model"]), r["batch"] or 0))
     return rows
 
 

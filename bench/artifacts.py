@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,8 @@ class VariantFiles:
     references: dict[int, Path]  # batch -> float64 reference logits (.npy)
     onnx: dict[tuple[str, int], Path]  # (precision, batch) -> graph
     expected: dict[tuple[str, int], float | None]  # (precision, batch) -> error its rounding gives
+    labels: dict[int, Path] = field(default_factory=dict)  # batch -> int64 class labels (train points)
+    train_references: dict[int, Path] = field(default_factory=dict)  # batch -> float64 step summary
 
 
 class VariantArtifacts:
@@ -70,6 +72,10 @@ class VariantArtifacts:
 
     def _path(self, suffix: str) -> Path:
         return self.dir / f"{self.v.artifact_id}-s{self.seed}-{CALIBRATION}{suffix}"
+
+    def file(self, suffix: str) -> Path:
+        """Where a file of this variant named by ``suffix`` lives (other modules' per-variant files)."""
+        return self._path(suffix)
 
     def weights(self) -> Path:
         """The module's state dict (torch.save), written once."""

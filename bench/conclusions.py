@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from fsrt.bench import analysis
+from fsrt.bench import analysis, train_analysis
 from fsrt.bench.noise import describe_probe, run_noise
 from fsrt.bench.points import Point, Status
 from fsrt.bench.precision_costs import precision_costs, precision_lines
@@ -140,17 +140,24 @@ def summarize(points: list[Point], windows: dict[str, list[Window]] | None = Non
     labels = analysis.series_labels(points)
     corr, best = analysis.correlations(points, labels, seed)
     rank = analysis.ranking(points, labels, windows)
-    fastest = analysis.fastest_runtime(rank, windows)
-    strat = analysis.fastest_strategy(points, labels, fastest["series"], windows) if fastest else []
+    by_mode = {m: analysis.fastest_runtime([r for r in rank if r["mode"] == m], windows)
+               for m in dict.fromkeys(r["mode"] for r in rank)}  # inference and training steps apart
+    fastest = by_mode.get("infer") or next(iter(by_mode.values()), None)
+    strat = [row for f in by_mode.values() if f
+             for row in analysis.fastest_strategy(points, labels, f["series"], windows)]
     roof = analysis.roofline(points, labels)
     costs = precision_costs(points, windows)
+    train = train_analysis.analyze(points, labels, seed)
     noise = run_noise({m: w for m, w in windows.items()}).to_dict()
     lines = [] if analysis.counted(points) else ["No successfully measured points in this run, so there is nothing "
                                                  "to fit."]
     lines += _predictor_lines(best, corr)
-    lines += _runtime_line(fastest, len({o["series"] for r in rank for o in r["order"]}))
+    for mode, f in by_mode.items():
+        mode_lines = _runtime_line(f, len({o["series"] for r in rank if r["mode"] == mode for o in r["order"]}))
+        lines += [f"Training steps: {x[0].lower()}{x[1:]}" if mode == "train" else x for x in mode_lines]
     lines += _strategy_lines(strat)
     lines += precision_lines(costs)
+    lines += train["summary"]
     lines += _roofline_lines(roof)
     lines += _status_lines(points)
     lines += _noise_line(noise, probe)
@@ -158,6 +165,7 @@ def summarize(points: list[Point], windows: dict[str, list[Window]] | None = Non
         r.pop("_points", None)
     return {"labels": {label: dict(zip(analysis.SERIES_FIELDS, key)) for key, label in labels.items()},
             "correlations": corr, "best_predictors": best, "exponents": analysis.exponents(points, labels, seed),
-            "ranking": rank, "fastest_runtime": fastest, "fastest_strategy": strat, "roofline": roof,
-            "memory": analysis.memory(points, labels), "noise": noise, "thread_probe": probe, "summary": lines,
-            "precisions": costs}
+            "ranking": rank, "fastest_runtime": fastest, "fastest_runtime_by_mode": by_mode,
+            "fastest_strategy": strat, "roofline": roof, "memory": analysis.memory(points, labels), "noise": noise,
+            "thread_probe": probe, "infer_vs_train": train["infer_vs_train"], "train_split": train["train_split"],
+            "summary": lines, "precisions": costs}

@@ -43,6 +43,8 @@ class PrepareRequest:
     onnx: dict[str, str]  # precision -> graph path (batch already fixed)
     precision: str
     batch: int
+    mode: str = "infer"  # "train": the timed call is a training step (``fsrt.bench.train_step``)
+    labels: str | None = None  # class labels of the batch (train mode)
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,14 @@ def load_module(spec_dict: dict, weights: str):
 class JobHost:
     """Prepared runners of one runtime, by job id."""
 
-    def __init__(self, cfg: HostConfig, make_runner: Callable[[str], Runner] | None = None):
+    def __init__(self, cfg: HostConfig, make_runner: Callable[[str], Runner] | None = None,
+                 make_train_runner: Callable[[str], object] | None = None):
         self.cfg = cfg
         self.make_runner = make_runner or _registered_runner
+        self.make_train_runner = make_train_runner or _train_runner
         self.jobs: dict[str, tuple[Runner, Callable[[], object], Callable[[], float]]] = {}
+        self.last_parts: dict[str, dict[str, list[float]]] = {}
+        self.paged_in = False  # a first training step ran outside any memory figure (``page_in``)
 
     def prepare(self, req: PrepareRequest) -> Prepared:
         """Prepare the runner, run the bound (timed) call once and read its outputs, warm it up."""
@@ -84,16 +90,21 @@ class JobHost:
 
         cfg = self.cfg
         t0 = time.perf_counter()
-        runner = self.make_runner(cfg.runtime)
+        train = req.mode == "train"
+        runner = self.make_train_runner(cfg.runtime) if train else self.make_runner(cfg.runtime)
         ctx = PrepareContext(spec=ModelSpec.from_dict(req.spec), batch=req.batch, precision=req.precision,
                              device=cfg.device, threads=cfg.threads, workdir=Path(cfg.workdir),
                              onnx_path=lambda p: Path(req.onnx[p]),
                              load_model=lambda: load_module(req.spec, req.weights),
                              channels_last=cfg.channels_last, cuda_graphs=cfg.cuda_graphs)
         try:
+            if train and not self.paged_in and hasattr(runner, "page_in"):
+                runner.page_in(ctx)
+                self.paged_in = True
             with ResidentPeak(cfg.device) as mem:
                 runner.prepare(ctx)
-                fn = runner.bind(np.load(req.inputs))
+                x = np.load(req.inputs)
+                fn = runner.bind(x, np.load(req.labels)) if train else runner.bind(x)
                 fn()
                 output = runner.output()
                 warm_up(fn, cfg.window.warmup_s, cfg.window.min_warmup, cfg.device)
@@ -107,12 +118,24 @@ class JobHost:
         """Time one window of a prepared job (ms per call)."""
         if job not in self.jobs:
             raise RuntimeError("this job is not prepared in this worker (its earlier worker process ended)")
-        _, fn, time_one = self.jobs[job]
-        return time_window(fn, self.cfg.window, self.cfg.device, time_one)
+        runner, fn, time_one = self.jobs[job]
+        clear = getattr(runner, "clear_parts", None)
+        if clear is None:
+            return time_window(fn, self.cfg.window, self.cfg.device, time_one)
+        clear()
+        times = time_window(fn, self.cfg.window, self.cfg.device, time_one)
+        self.last_parts[job] = runner.parts(len(times))
+        return times
+
+    def parts(self, job: str) -> dict[str, list[float]]:
+        """Per-part ms of each timed call of the job's last window (a training step's forward and
+        backward), aligned with the window's times; empty for runners that time one whole call."""
+        return self.last_parts.pop(job, {})
 
     def release(self, job: str) -> None:
         """Free a job's runner."""
         runner, _, _ = self.jobs.pop(job, (None, None, None))
+        self.last_parts.pop(job, None)
         if runner is not None:
             runner.close()
 
@@ -126,3 +149,9 @@ def _registered_runner(name: str) -> Runner:
     from fsrt.bench.runners import all_runners
 
     return all_runners()[name]()
+
+
+def _train_runner(name: str):
+    from fsrt.bench.train_step import make_train_runner
+
+    return make_train_runner(name)

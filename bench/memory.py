@@ -3,8 +3,10 @@
 On CPU the figure is the growth of the process's peak resident set (Linux ``VmHWM``, reset through
 ``/proc/self/clear_refs``) while one runner prepares, runs and warms up a model, measured inside
 the runtime's own worker process: weights, the runtime's copies and packed forms of them, its
-arenas and the activations it keeps. Where the high-water mark cannot be reset the figure is left
-out (None) rather than guessed. On CUDA it is the caching allocator's peak above what was allocated
+arenas and the activations it keeps (for a training step: gradients, optimizer state and the
+activations saved for backward). Free heap memory is handed back to the OS first, so memory an
+earlier job freed is not silently reused. Where the high-water mark cannot be reset the figure is
+left out (None) rather than guessed. On CUDA it is the caching allocator's peak above what was allocated
 before (what torch allocates; a runtime with its own allocator, such as TensorRT, is not seen).
 """
 
@@ -28,6 +30,21 @@ def status_kb(field: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def release_free_heap() -> None:
+    """Hand memory the C heap holds but no longer uses back to the OS (glibc ``malloc_trim``).
+
+    Without it, a job whose activations fit in memory an earlier job of the same worker freed
+    (transient activations, a training step's saved tensors) grows the resident set by nothing,
+    and its peak would read low. A no-op where the C library has no ``malloc_trim``.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def reset_peak_rss() -> bool:
@@ -55,6 +72,7 @@ class ResidentPeak:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
             return self
+        release_free_heap()
         self._resettable = reset_peak_rss()
         rss = status_kb("VmRSS")
         self._base = rss * 1024 if rss is not None else None

@@ -45,17 +45,34 @@ class BenchPlan:
     seed: int = 0
     half_at_s: float | None = None  # measure fp16/bf16 only at this s (None: at every s)
     skip: tuple[tuple[str, str], ...] = ()  # (runtime, precision) pairs not measured
+    modes: tuple[str, ...] = ("infer",)  # what a timed call is: "infer" (forward) and/or "train" (a step)
+    train_batches: tuple[int, ...] | None = None  # batches of train points (None: ``batches``)
+    train_precisions: tuple[str, ...] | None = None  # precisions of train points (None: ``precisions``)
 
-    def measures(self, v: Variant, runtime: str, precision: str) -> bool:
+    def measures(self, v: Variant, runtime: str, precision: str, mode: str = "infer") -> bool:
         """Whether the plan measures ``v`` on ``runtime`` at ``precision`` (``--precision auto``
-        leaves out non-native pairs and measures half precisions at one s only)."""
+        leaves out non-native pairs and measures half precisions at one s only; train steps at the
+        trainer's own precision are measured at every s)."""
+        if mode == "train" and self.train_precisions is not None:
+            return True
         if (runtime, precision) in self.skip:
             return False
         return precision == "fp32" or self.half_at_s is None or v.s == self.half_at_s
 
+    def batches_for(self, mode: str) -> tuple[int, ...]:
+        """The batch sizes measured in ``mode``."""
+        return (self.train_batches or self.batches) if mode == "train" else self.batches
+
+    def precisions_for(self, mode: str) -> tuple[str, ...]:
+        """The precisions measured in ``mode``."""
+        return (self.train_precisions or self.precisions) if mode == "train" else self.precisions
+
     def to_config(self, runtimes: list[str]) -> dict:
         """The run's identity: the same config reopens (resumes) the same run."""
-        return {"sources": list(self.sources), "strategies": [s.name for s in self.strategies],
+        modes = {} if self.modes == ("infer",) else {
+            "modes": list(self.modes), "train_batches": list(self.batches_for("train")),
+            "train_precisions": list(self.precisions_for("train"))}
+        return {**modes, "sources": list(self.sources), "strategies": [s.name for s in self.strategies],
                 "s": list(self.s_values), "batches": list(self.batches), "precisions": list(self.precisions),
                 "device": self.device, "threads": self.threads, "resolution": self.resolution,
                 "channels_last": self.channels_last, "cuda_graphs": self.cuda_graphs, "runtimes": runtimes,
@@ -140,10 +157,12 @@ class Job:
         return f"{self.variant.name} {self.runtime}{mode} {self.precision} b{self.batch}"
 
 
-def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: BenchPlan, mode: str = "infer") -> str:
-    """Hash of everything that determines a measurement (not the strategy label)."""
+def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: BenchPlan, mode: str = "infer",
+                    step: dict | None = None) -> str:
+    """Hash of everything that determines a measurement (not the strategy label). ``step`` is what
+    defines a training step (train mode: ``fsrt.bench.train_step.step_identity``)."""
     ident = {"spec": v.spec_hash, "weights": v.weights_tag(plan.seed), "runtime": runtime, "mode": mode,
-             "precision": precision,
+             **({"step": step} if step else {}), "precision": precision,
              "batch": batch, "device": plan.device, "threads": plan.threads, "channels_last": plan.channels_last,
              "cuda_graphs": plan.cuda_graphs, "window": plan.window.identity(), "rounds": plan.rounds.identity(),
              "method": METHOD, "check": CHECK_RULE}

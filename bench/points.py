@@ -82,6 +82,14 @@ class Point:
     n: int | None = None
     peak_mem_bytes: int | None = None
     mem_kind: str | None = None
+    # train points: the step's forward (with the loss) and backward (with the optimizer step), timed
+    # in the same calls as the step, each with its 95% interval (see ``fsrt.bench.step_parts``)
+    forward_ms: float | None = None
+    forward_lo_ms: float | None = None
+    forward_hi_ms: float | None = None
+    backward_ms: float | None = None
+    backward_lo_ms: float | None = None
+    backward_hi_ms: float | None = None
     l2: str | None = None
     parity_max_abs: float | None = None
     parity_max_rel: float | None = None

@@ -290,6 +290,7 @@ def _header(doc: Doc, runs: list[RunData]) -> None:
     rows += [[k, *[_flatten(rd.machine).get(k, "-") for rd in runs]] for k in fp_keys]
     rows += [["runtimes measured", *[_distinct(rd.points, "runtime") for rd in runs]],
              ["runtimes unavailable", *[", ".join(sorted(rd.unavailable)) or "none" for rd in runs]],
+             ["mode", *[_distinct(rd.points, "mode") for rd in runs]],
              ["precision", *[_distinct(rd.points, "precision") for rd in runs]],
              ["threads", *[_distinct(rd.points, "threads") for rd in runs]],
              ["batch", *[_distinct(rd.points, "batch") for rd in runs]],
@@ -383,18 +384,19 @@ def _exponent_section(doc: Doc, a: dict, level: int, caption: str, plot_paths: d
 def _ranking_section(doc: Doc, a: dict, level: int, caption: str) -> None:
     doc.h(level, "Runtimes ranked per model" + caption)
     series = sorted({o["series"] for r in a["ranking"] for o in r["order"]})
+    modes = len({r.get("mode") for r in a["ranking"]}) > 1  # inference and training steps ranked apart
     rows = []
     for r in a["ranking"]:
         cells = {o["series"]: o for o in r["order"]}
         fastest = r["fastest"] if r["resolved"] else f"not resolved ({r['fastest']} vs {r['runner_up']})"
-        rows.append([r["model"], _count(r["flops"]), r["batch"], *[_latency(cells[s]) if s in cells else "-"
-                                                                   for s in series],
+        rows.append([r["model"], *([r["mode"]] if modes else []), _count(r["flops"]), r["batch"],
+                     *[_latency(cells[s]) if s in cells else "-" for s in series],
                      fastest, _ratio(r["lead"]), _ratio(r["speedup_ci"]), r["reference"]])
     doc.p("Figure in ms with its 95% interval per runtime. 'lead' is the runner-up's latency over the fastest's "
           "(paired over rounds); the fastest is named only when that interval excludes 1. 'speedup' is the "
           "reference's latency (eager PyTorch, or the slowest runtime) over the fastest's.")
-    doc.table(["model", "flops", "batch", *series, "fastest", "lead", "speedup", "vs"], rows,
-              empty="No ranked models.")
+    doc.table(["model", *(["mode"] if modes else []), "flops", "batch", *series, "fastest", "lead", "speedup", "vs"],
+              rows, empty="No ranked models.")
 
 
 def _strategy_section(doc: Doc, a: dict, level: int, caption: str) -> None:
@@ -455,7 +457,7 @@ def _failure_sections(doc: Doc, rd: RunData, level: int, caption: str) -> None:
     doc.h(level, "Parity failures" + caption)
     doc.table(["model", "runtime", "precision", "batch", "max abs err", "max rel err", "rel. L2 err", "from rounding",
                "reason"],
-              [[p.model, p.runtime, p.precision, p.batch, p.parity_max_abs, p.parity_max_rel, p.parity_rel_l2,
+              [[p.model, _runtime(p), p.precision, p.batch, p.parity_max_abs, p.parity_max_rel, p.parity_rel_l2,
                 p.parity_expected, p.reason]
                for p in analysis.with_status(rd.points, Status.PARITY_FAILED)],
               empty="None: every measured runtime matched eager within tolerance.")
@@ -463,12 +465,72 @@ def _failure_sections(doc: Doc, rd: RunData, level: int, caption: str) -> None:
     if errors:
         doc.h(level, "Errors" + caption)
         doc.table(["model", "runtime", "precision", "batch", "reason"],
-                  [[p.model, p.runtime, p.precision, p.batch, p.reason] for p in errors])
+                  [[p.model, _runtime(p), p.precision, p.batch, p.reason] for p in errors])
     doc.h(level, "Unstable points" + caption)
     doc.table(["model", "runtime", "precision", "batch", "latency ms", "rounds", "dropped", "CV (pooled)"],
-              [[p.model, p.runtime, p.precision, p.batch, _latency(p), p.rounds, p.dropped_rounds, _r(p.cv)]
+              [[p.model, _runtime(p), p.precision, p.batch, _latency(p), p.rounds, p.dropped_rounds, _r(p.cv)]
                for p in analysis.with_status(rd.points, Status.UNSTABLE)],
               empty="None: every point's 95% interval met the target.")
+
+
+def _runtime(p: Point) -> str:
+    """A point's runtime as the failure tables name it ("eager train" for a training step)."""
+    return p.runtime if (p.mode or "infer") == "infer" else f"{p.runtime} {p.mode}"
+
+
+def _part(row: dict, part: str) -> str:
+    """'12.3 ±1.2%' for a part of a training step (``step``, ``forward``, ``backward``) in a split row."""
+    return _latency({"latency_ms": row[f"{part}_ms"], "latency_lo_ms": row[f"{part}_lo_ms"],
+                     "latency_hi_ms": row[f"{part}_hi_ms"]})
+
+
+def _train_sections(doc: Doc, a: dict, level: int, caption: str) -> None:
+    """Inference against training steps side by side, and each training step's forward/backward split."""
+    if not a.get("train_split"):
+        return
+    from fsrt.bench.train_step import RECIPE
+
+    split = a["train_split"]
+    doc.h(level, "Training steps: forward and backward" + caption)
+    doc.p(f"A training step is one iteration of fsrt train on a fixed batch already in memory: forward under the "
+          f"trainer's autocast policy, its loss ({RECIPE} recipe: label smoothing), backward through its gradient "
+          "scaler and an SGD-with-momentum step over its parameter groups (no weight decay on BatchNorm and biases). "
+          "Data loading, augmentation, mixup, the learning-rate schedule and EMA are not in it. Every timed call "
+          "records where its forward ends, so forward (with the loss) and backward (with the optimizer step) come "
+          "from the same calls as the step, each with its own figure and 95% interval. Batch "
+          f"{', '.join(sorted({str(r['batch']) for r in split}))} at "
+          f"{', '.join(sorted({str(r['resolution']) for r in split}))} px base resolution. Parity: the first step "
+          "matched a float64 step (loss, gradient norm, update norm) before timing.")
+    doc.table(["runtime", "model", "flops", "acts", "step ms", "forward ms", "backward + step ms",
+               "backward / forward", "peak memory"],
+              [[r["series"], r["model"], _count(r["flops"]), _count(r["acts"]), _part(r, "step"),
+                _part(r, "forward"), _part(r, "backward"), _x(r["backward_per_forward"]), _mib(r["peak_mem_bytes"])]
+               for r in split])
+    rows = a.get("infer_vs_train") or []
+    if not rows:
+        return
+    doc.h(level, "Inference vs training" + caption)
+    doc.p("The same models measured in both modes on the same runtime: Pearson r (linear, as the scaling paper's "
+          "Figure 2, which plots training time) and the log-log exponent k of latency ~ metric^k, each with a 95% "
+          "bootstrap interval over the models; 'train - infer r' resamples the same models for both, and is "
+          "resolved when its interval excludes 0. Forward and backward are the training step's parts.")
+    names = {"latency": "training step", "forward": "training forward", "backward": "training backward + step",
+             "peak memory": "peak memory (train vs infer)"}
+    doc.table(["runtimes", "metric", "n", "inference r", "training", "training r", "train - infer r", "resolved",
+               "inference k", "training k"],
+              [[f"{r['infer_series']} / {r['train_series']}", r["metric"], r["n"],
+                _r_ci(r["infer_r"], r["infer_r_lo"], r["infer_r_hi"]), names[r["quantity"]],
+                _r_ci(r["train_r"], r["train_r_lo"], r["train_r_hi"]),
+                _r_ci(r["r_diff"], r["r_diff_lo"], r["r_diff_hi"], "{:+.3f}"), "yes" if r["resolved"] else "no",
+                _r_ci(r["infer_k"], r["infer_k_lo"], r["infer_k_hi"]),
+                _r_ci(r["train_k"], r["train_k_lo"], r["train_k_hi"])] for r in rows])
+
+
+def _r_ci(v, lo, hi, fmt: str = "{:.3f}") -> str:
+    """'0.912 [0.850, 0.970]', or the value alone without an interval."""
+    if v is None:
+        return "-"
+    return fmt.format(v) + ("" if lo is None or hi is None else f" [{fmt.format(lo)}, {fmt.format(hi)}]")
 
 
 def _run_sections(doc: Doc, rd: RunData, level: int, plot_paths: dict[str, str]) -> None:
@@ -481,6 +543,7 @@ def _run_sections(doc: Doc, rd: RunData, level: int, plot_paths: dict[str, str])
     _precision_section(doc, a, level, caption)
     _roofline_section(doc, a, level, caption, plot_paths)
     _memory_section(doc, a, level, caption, plot_paths)
+    _train_sections(doc, a, level, caption)
     _noise_section(doc, rd, level, caption)
     _failure_sections(doc, rd, level, caption)
 

@@ -7,7 +7,8 @@ Order of work, and why:
    anything while this sweep does.
 3. Each variant's files (weights, inputs, float64 references, ONNX graphs) are prepared once.
 4. Every job is prepared in its runtime's worker process and checked: the outputs of the very
-   call that will be timed are compared with the float64 reference; failures are stored now.
+   call that will be timed are compared with the float64 reference (a train point: its first
+   training step's loss, gradient norm and update against a float64 step); failures are stored now.
 5. The checked jobs are timed in interleaved rounds (``fsrt.bench.rounds``); every window is
    stored as it is measured, so an interrupted sweep resumes mid-measurement.
 6. Each job's figure, interval and pooled statistics become its point(s).
@@ -17,6 +18,7 @@ rounds).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,16 @@ from fsrt.bench.plan import BenchPlan, Job, Variant, measurement_key, point_key
 from fsrt.bench.points import DONE, STATISTIC, Point, Status
 from fsrt.bench.rounds import JobState, Window, run_rounds
 from fsrt.bench.stats import LatencyStats
+from fsrt.bench.step_parts import StepParts
 from fsrt.bench.store import Store
+from fsrt.bench.train_step import (
+    PART_NAMES,
+    step_error,
+    step_identity,
+    train_bound,
+    train_files,
+    train_unavailable_reason,
+)
 from fsrt.bench.worker import WorkerDied, WorkerFailed, WorkerPool
 
 
@@ -60,17 +71,21 @@ class _Entry:
 
 
 def plan_jobs(plan: BenchPlan, variants: list[Variant], runtimes: list[str]) -> list[_Entry]:
-    """Every distinct measurement of the plan, in plan order, with the labels it is stored under."""
+    """Every distinct measurement of the plan, in plan order, with the labels it is stored under.
+    Train mode measures only the runtimes that can train (``fsrt.bench.train_step``)."""
     entries: dict[str, _Entry] = {}
-    for v in variants:
-        for batch in plan.batches:
-            for precision in plan.precisions:
-                for runtime in runtimes:
-                    if not plan.measures(v, runtime, precision):
-                        continue
-                    mkey = measurement_key(v, runtime, precision, batch, plan)
-                    entry = entries.setdefault(mkey, _Entry(Job(v, runtime, precision, batch, mkey), []))
-                    entry.labels.append((v, point_key(v, mkey)))
+    for mode in plan.modes:
+        step = step_identity() if mode == "train" else None
+        mode_runtimes = [r for r in runtimes if mode != "train" or train_unavailable_reason(r) is None]
+        for v in variants:
+            for batch in plan.batches_for(mode):
+                for precision in plan.precisions_for(mode):
+                    for runtime in mode_runtimes:
+                        if not plan.measures(v, runtime, precision, mode):
+                            continue
+                        mkey = measurement_key(v, runtime, precision, batch, plan, mode, step)
+                        entry = entries.setdefault(mkey, _Entry(Job(v, runtime, precision, batch, mkey, mode), []))
+                        entry.labels.append((v, point_key(v, mkey)))
     return list(entries.values())
 
 
@@ -88,7 +103,7 @@ def base_point(job: Job, plan: BenchPlan, ceilings: Ceilings | None) -> Point:
     """The identity and complexity part of a job's point (before it is measured)."""
     v, cx = job.variant, job.variant.cx
     floors = (None, None)
-    if ceilings is not None:
+    if ceilings is not None and job.mode == "infer":  # the floors count one forward pass
         floors = roofline_floors(cx.flops, cx.params, cx.acts, job.batch, 3 * v.spec.resolution**2,
                                  v.spec.num_classes, job.precision, ceilings)
     st = v.strategy
@@ -118,8 +133,12 @@ def measured_point(base: Point, state: JobState, prepared: Prepared, plan: Bench
 
 def estimated_bytes(job: Job) -> int:
     """A generous estimate of one prepared job's resident memory: weights held about three times
-    (module, runtime copy, packed form), fp32 activations of a batch twice, and a fixed overhead."""
+    (module, runtime copy, packed form), fp32 activations of a batch twice, and a fixed overhead.
+    A training step also holds gradients and momentum, and keeps every layer's activations (conv,
+    BatchNorm and activation outputs) for the backward pass."""
     cx = job.variant.cx
+    if job.mode == "train":
+        return 20 * cx.params + 16 * cx.acts * job.batch + 64 * 2**20
     return 12 * cx.params + 8 * cx.acts * job.batch + 64 * 2**20
 
 
@@ -213,17 +232,24 @@ class Sweep:
         for e in todo:
             job = e.job
             for v, batch in ((job.variant, job.batch), (primer, 1)):
-                art, batches, graphs, checks = needs.setdefault(
-                    v.artifact_id, (VariantArtifacts(v, self.plan.seed, self.workdir), set(), set(), set()))
+                art, batches, graphs, checks, train = needs.setdefault(
+                    v.artifact_id, (VariantArtifacts(v, self.plan.seed, self.workdir), set(), set(), set(), set()))
                 batches.add(batch)
+                if v is job.variant and job.mode == "train":
+                    train.add(batch)
+                    continue
                 if getattr(classes.get(job.runtime), "needs_onnx", False):
                     graphs.add((_graph_precision(job), batch))
                 if v is job.variant:
                     checks.add((job.precision, batch))
         self.progress.phase("preparing models", len(needs))
         out = {}
-        for vid, (art, batches, graphs, checks) in needs.items():
-            out[vid] = art.files(sorted(batches), sorted(graphs), sorted(checks))
+        for vid, (art, batches, graphs, checks, train) in needs.items():
+            files = art.files(sorted(batches), sorted(graphs), sorted(checks))
+            if train:
+                labels, refs = train_files(art, sorted(train))
+                files = dataclasses.replace(files, labels=labels, train_references=refs)
+            out[vid] = files
             art.release()
             self.progress.step(art.v.name)
         out["primer"] = out[primer.artifact_id]
@@ -265,18 +291,23 @@ class Sweep:
             job = entry.job
             base = base_point(job, self.plan, ceilings[job.precision])
             f = files[job.variant.artifact_id]
+            train = job.mode == "train"
+            labels = str(f.labels[job.batch]) if train else None
             req = PrepareRequest(job.mkey, job.variant.spec.to_dict(), str(f.weights), str(f.inputs[job.batch]),
                                  {p: str(path) for (p, b), path in f.onnx.items() if b == job.batch},
-                                 job.precision, job.batch)
+                                 job.precision, job.batch, job.mode, labels)
             if job.runtime not in primed:
                 primed.add(job.runtime)
                 self._prime(pool, files, job)
             self.progress.step(job.label)
             try:
                 prep = pool.prepare(job.runtime, req)
-                base, verdict = checked(base, prep.output, np.load(f.references[job.batch]),
-                                        f.expected[(job.precision, job.batch)])
-            except (WorkerFailed, WorkerDied, ValueError) as e:
+                if train:
+                    base, verdict = _train_checked(base, prep.output, np.load(f.train_references[job.batch]))
+                else:
+                    base, verdict = checked(base, prep.output, np.load(f.references[job.batch]),
+                                            f.expected[(job.precision, job.batch)])
+            except (WorkerFailed, WorkerDied, ValueError, RuntimeError) as e:
                 self._finish(entry, base.replace(status=Status.ERROR, reason=str(e)))
                 continue
             if not verdict.passed:
@@ -297,19 +328,28 @@ class Sweep:
         cfg = self.plan.rounds
         self.progress.phase("timing in interleaved rounds", len(ready))
         finished: set[str] = set()
+        split = {m: PART_NAMES for m, (e, _, _) in ready.items() if e.job.mode == "train"}
+        parts, last = StepParts(self.store, self.machine_id, split), {}
 
         def execute(mkey: str) -> list[float]:
-            return pool.window(ready[mkey][0].job.runtime, mkey)
+            times = pool.window(ready[mkey][0].job.runtime, mkey)
+            if mkey in split:
+                last[mkey] = pool.parts(ready[mkey][0].job.runtime, mkey)
+            return times
 
         def on_window(mkey: str, window: Window, state: JobState) -> None:
             self.store.put_windows(self.machine_id, mkey, state.windows)
+            parts.add(mkey, window, last.pop(mkey, {}), state)
             if mkey not in finished and state.done(cfg):
                 finished.add(mkey)
                 self.progress.step(ready[mkey][0].job.label)
 
         states = run_rounds(list(ready), execute, cfg, prior, on_window)
         for mkey, (entry, base, prep) in ready.items():
-            self._finish(entry, measured_point(base, states[mkey], prep, self.plan))
+            point = measured_point(base, states[mkey], prep, self.plan)
+            if point.status != Status.ERROR:
+                point = point.replace(**parts.fields(mkey, states[mkey], cfg.confidence))
+            self._finish(entry, point)
             try:
                 pool.release(entry.job.runtime, mkey)
             except (WorkerFailed, WorkerDied):
@@ -327,6 +367,20 @@ def checked(base: Point, output: np.ndarray, ref: np.ndarray, expected: float | 
     verdict = judge(errors.rel_l2, get_precision(base.precision), expected)
     return base.replace(parity_max_abs=errors.max_abs, parity_max_rel=errors.max_rel, parity_rel_l2=errors.rel_l2,
                         parity_expected=expected), verdict
+
+
+def _train_checked(base: Point, output: np.ndarray, ref: np.ndarray):
+    """``(point with its accuracy figures, verdict)`` for a training step: its loss, gradient norm and
+    update norm against the float64 step (``fsrt.bench.train_step``'s bound for the precision).
+    A shape mismatch raises ``RuntimeError``."""
+    from fsrt.accuracy import Judgement
+
+    err_abs, err_rel, what = step_error(output, ref)
+    bound = train_bound(base.precision, ref)
+    reason = None if err_rel <= bound else (f"training step's {what} against the float64 step: relative error "
+                                            f"{err_rel:.2e} > {bound:.0e} bound")
+    return base.replace(parity_max_abs=err_abs, parity_max_rel=err_rel), Judgement(err_rel <= bound, 0.0, bound,
+                                                                                    reason)
 
 
 def primer_variant(v: Variant) -> Variant:

@@ -8,7 +8,8 @@ blocked on its pipe until the coordinator asks it to time a window; the coordina
 worker at a time and pauses between windows (``RoundConfig.cooldown_s``).
 
 Protocol: pickled tuples over the worker's stdin/stdout. The first message is a ``HostConfig``;
-then ``("prepare", PrepareRequest)``, ``("window", job)``, ``("release", job)``, ``("quit",)``,
+then ``("prepare", PrepareRequest)``, ``("window", job)``, ``("parts", job)`` (a training step's
+forward/backward split of the last window), ``("release", job)``, ``("quit",)``,
 each answered by ``("ok", result)`` or ``("error", one line)``. The worker ignores SIGINT (the
 coordinator handles Ctrl-C and ends it) and writes its own diagnostics to a log file.
 """
@@ -136,6 +137,10 @@ class WorkerPool:
         """Time one window of a prepared job."""
         return self._call(runtime, "window", job)
 
+    def parts(self, runtime: str, job: str) -> dict[str, list[float]]:
+        """Per-part times of a job's last window (training steps); see ``JobHost.parts``."""
+        return self._call(runtime, "parts", job)
+
     def release(self, runtime: str, job: str) -> None:
         """Free a job in its worker."""
         if runtime in self.workers:
@@ -151,13 +156,13 @@ class WorkerPool:
 class InProcessPool:
     """The same interface with every runtime's ``JobHost`` in this process (tests, fake runners)."""
 
-    def __init__(self, make_cfg: Callable[[str], HostConfig], make_runner=None):
-        self.make_cfg, self.make_runner = make_cfg, make_runner
+    def __init__(self, make_cfg: Callable[[str], HostConfig], make_runner=None, make_train_runner=None):
+        self.make_cfg, self.make_runner, self.make_train_runner = make_cfg, make_runner, make_train_runner
         self.hosts: dict[str, JobHost] = {}
 
     def _host(self, runtime: str) -> JobHost:
         if runtime not in self.hosts:
-            self.hosts[runtime] = JobHost(self.make_cfg(runtime), self.make_runner)
+            self.hosts[runtime] = JobHost(self.make_cfg(runtime), self.make_runner, self.make_train_runner)
         return self.hosts[runtime]
 
     def prepare(self, runtime: str, req: PrepareRequest) -> Prepared:
@@ -170,6 +175,10 @@ class InProcessPool:
     def window(self, runtime: str, job: str) -> list[float]:
         """Time one window of a prepared job."""
         return self._host(runtime).window(job)
+
+    def parts(self, runtime: str, job: str) -> dict[str, list[float]]:
+        """Per-part times of a job's last window (training steps)."""
+        return self._host(runtime).parts(job)
 
     def release(self, runtime: str, job: str) -> None:
         """Free a job."""
@@ -209,7 +218,7 @@ def main() -> None:
     cfg: HostConfig = pickle.load(proto_in)
     _configure_threads(cfg.threads)
     host = JobHost(cfg)
-    handlers = {"prepare": host.prepare, "window": host.window, "release": host.release}
+    handlers = {"prepare": host.prepare, "window": host.window, "parts": host.parts, "release": host.release}
     while True:
         try:
             msg = pickle.load(proto_in)

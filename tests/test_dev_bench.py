@@ -63,3 +63,15 @@ def test_precision_check_script_catches_its_broken_runtimes():
     caught = [r for r in doc["rows"] if r["kind"] in ("kernel transposed (middle)", "padding shifted (middle)")
               or r["kind"].startswith("computes")]
     assert len(caught) == 9 and not any(r["passed"] for r in caught)
+
+
+def test_train_step_latency_script_puts_training_next_to_inference():
+    doc = _run("train_step_latency.py", "--quick", "--json")
+    assert set(doc["statuses"]) <= {"ok", "unstable"}  # every point passed its parity check and was measured
+    assert [r["metric"] for r in doc["table"]] == ["flops", "params", "acts"]
+    for r in doc["table"]:
+        assert r["n"] == 3
+        assert all(r[key][0] is not None for key in ("infer_k", "train_k"))
+        assert all(-1 <= r[key][0] <= 1 for key in ("infer_r", "train_r", "forward_r", "backward_r"))
+    assert len(doc["split"]) == 3 and all(s["forward_ms"] > 0 and s["backward_ms"] > 0 for s in doc["split"])
+    assert doc["command"][:4] == ["fsrt", "bench", "--mode", "both"] and doc["load_avg_1m"]["start"] >= 0

@@ -84,11 +84,27 @@ def _plan(models, opts: dict, threads: int, dev: str):
         raise FsrtError(f"--resolution must be at least 8 pixels, got {opts['resolution']}")
     window, rounds = _timing(opts)
     strategies = parse_strategies(opts["alpha"], opts["strategy"]) or parse_strategies(strategy=DEFAULT_STRATEGIES)
+    modes = _train_defaults(opts, dev)
     return BenchPlan(sources=tuple(models) or ("RegNetY-400MF",), strategies=strategies,
                      s_values=tuple(check_s(s) for s in s_values),
-                     batches=_ints(opts["batch"], "--batch"), device=dev, threads=threads,
+                     batches=_ints(opts["batch"] or "1", "--batch"), device=dev, threads=threads,
                      resolution=opts["resolution"], channels_last=opts["channels_last"],
-                     cuda_graphs=opts["cuda_graphs"], window=window, rounds=rounds)
+                     cuda_graphs=opts["cuda_graphs"], window=window, rounds=rounds, **modes)
+
+
+def _train_defaults(opts: dict, dev: str) -> dict:
+    """``--mode`` as plan fields; train mode's defaults where --batch, --precision or --resolution are
+    not given: batch 32, the trainer's own AMP precision, and 128 px on CPU (``opts`` is updated)."""
+    from fsrt.bench.train_step import TRAIN_BATCH, TRAIN_CPU_RESOLUTION, default_train_precision, parse_modes
+
+    modes = parse_modes(opts["mode"])
+    if "train" not in modes:
+        return {"modes": modes}
+    if opts["resolution"] is None and dev == "cpu":
+        opts["resolution"] = TRAIN_CPU_RESOLUTION
+    precision_given = (opts["precision"] or "auto").strip().lower() != "auto"
+    return {"modes": modes, "train_batches": None if opts["batch"] else (TRAIN_BATCH,),
+            "train_precisions": None if precision_given else (default_train_precision(dev),)}
 
 
 def _decide_threads(store, mid: str, dev: str, out, quiet: bool) -> tuple[int, dict | None]:
@@ -120,16 +136,21 @@ def _decide_threads(store, mid: str, dev: str, out, quiet: bool) -> tuple[int, d
 @click.option("--runtimes", default="auto", show_default=True,
               help="auto (all available except multi-minute CPU compiles), all, or a list: "
                    "eager,compile,aoti,ort,ort-trt,trt,openvino.")
-@click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,32.")
+@click.option("--mode", default="infer", show_default=True,
+              help="What one timed call is: infer (a forward pass), train (a full training step: forward, loss, "
+                   "backward, SGD step, as fsrt train runs it; eager and compile only), or both.")
+@click.option("--batch", default=None, help="Batch sizes, e.g. 1,32 [default: 1; train mode: 32].")
 @click.option("--precision", default="auto", show_default=True,
               help="auto: fp32 at every point, plus each half precision a runtime computes natively on this "
                    "machine (bf16 on CPUs with bf16 units, fp16 with fp16 units) at the smallest s, with its "
-                   "speedup and accuracy cost; or a list of fp32, fp16, bf16 measured at every point.")
+                   "speedup and accuracy cost; or a list of fp32, fp16, bf16 measured at every point. Train "
+                   "steps under auto use the trainer's AMP policy (fp32 on CPU, bf16/fp16 autocast on GPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", "threads_text", default="auto", show_default=True,
               help="CPU threads for every runtime. auto: measured once per machine (1 thread where all cores "
                    "make timings irreproducible, as on small shared VMs), stored and reused.")
-@click.option("--resolution", type=int, default=None, help="Base resolution before scaling (default: the spec's).")
+@click.option("--resolution", type=int, default=None,
+              help="Base resolution before scaling (default: the spec's; with train mode on CPU: 128).")
 @click.option("--channels-last", is_flag=True, help="Eager/compile runners use channels_last memory format.")
 @click.option("--cuda-graphs", is_flag=True, help="Eager runner replays a captured CUDA graph (GPU only).")
 @click.option("--l2", type=click.Choice(["warm", "cold"]), default="warm", show_default=True,
@@ -173,6 +194,7 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
       fsrt bench EfficientNet-B0 --strategy dwr,w --batch 1,8 --runtimes eager,ort
       fsrt bench --threads 2 --target-ci 0.01      all cores, a tighter interval
       fsrt bench --runtimes all --precision fp32,bf16 --out runs/cpu-all
+      fsrt bench --mode both --runtimes eager      inference and training steps of the same models
     """
     from fsrt.errors import FsrtError
 
@@ -195,7 +217,22 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
         raise FsrtError(f"no requested runtime can run here ({reasons})")
     plan, not_native = resolve_precisions(plan, requested, [r.name for r in runners])
     skipped.update(not_native)
+    skipped.update(_cannot_train(plan, [r.name for r in runners]))
     _run(plan, threads, [r.name for r in runners], skipped, out_dir, db_path, no_report, as_json)
+
+
+def _cannot_train(plan, runtimes: list[str]) -> dict[str, str]:
+    """``{"<runtime> (train)": reason}`` for the selected runtimes that cannot time training steps;
+    an error when train is the only mode and none can."""
+    from fsrt.bench.train_step import train_unavailable_reason
+    from fsrt.errors import FsrtError
+
+    if "train" not in plan.modes:
+        return {}
+    out = {f"{rt} (train)": why for rt in runtimes if (why := train_unavailable_reason(rt))}
+    if len(out) == len(runtimes) and plan.modes == ("train",):
+        raise FsrtError(f"no requested runtime can time training steps ({'; '.join(out.values())})")
+    return out
 
 
 def _run(plan, threads, runtimes, skipped, out_dir, db_path, no_report, as_json) -> None:
@@ -229,6 +266,9 @@ def _run(plan, threads, runtimes, skipped, out_dir, db_path, no_report, as_json)
             out.print(f"  runtimes: {', '.join(runtimes)}")
             half = "" if plan.half_at_s is None else f" (half precisions at s={plan.half_at_s:g})"
             out.print(f"  precisions: {', '.join(plan.precisions)}{half}")
+            if "train" in plan.modes:
+                out.print(f"  train steps: batch {','.join(map(str, plan.batches_for('train')))}, "
+                          f"{','.join(plan.precisions_for('train'))}, resolution {plan.resolution or 'of the spec'}")
             for rt, why in skipped.items():
                 out.print(f"  [dim]skipped {rt}: {why}[/]")
         variants = plan_variants(plan)
@@ -252,10 +292,11 @@ def _run(plan, threads, runtimes, skipped, out_dir, db_path, no_report, as_json)
         out.print(f"report: {paths.get('html', out_dir / 'report')}")
 
 
-JSON_FIELDS = ("model", "strategy", "s", "runtime", "precision", "batch", "flops", "params", "acts", "latency_ms",
-               "latency_lo_ms", "latency_hi_ms", "rounds", "dropped_rounds", "median_ms", "p90_ms", "cv", "status",
-               "reason", "note", "parity_max_rel", "parity_rel_l2", "parity_expected", "floor_layer_ms",
-               "peak_mem_bytes", "mem_kind")
+JSON_FIELDS = ("model", "strategy", "s", "runtime", "mode", "precision", "batch", "resolution", "flops", "params",
+               "acts", "latency_ms", "latency_lo_ms", "latency_hi_ms", "rounds", "dropped_rounds", "median_ms",
+               "p90_ms", "cv", "status", "reason", "note", "parity_max_rel", "parity_rel_l2", "parity_expected",
+               "floor_layer_ms", "peak_mem_bytes", "mem_kind", "forward_ms", "forward_lo_ms", "forward_hi_ms",
+               "backward_ms", "backward_lo_ms", "backward_hi_ms")
 
 
 def _json_doc(run_id, out_dir, db_path, mid, threads, skipped, points, paths) -> dict:
@@ -297,7 +338,7 @@ class _progress:
                 self.told.add(p.measurement_id)
                 if p.status not in (Status.OK, "ok") and not quiet_:
                     what = p.reason or (f"interval +-{100 * p.ci_rel:.1f}%" if p.ci_rel else "")
-                    progress.console.print(f"  [yellow]{p.model} {p.runtime} {p.precision} b{p.batch}: "
+                    progress.console.print(f"  [yellow]{p.model} {_column(p)} {p.precision} b{p.batch}: "
                                            f"{p.status}[/] {what}")
 
             def waiting(self, holder):
@@ -323,23 +364,31 @@ def _cell(p) -> str:
     return str(p.status)
 
 
+def _column(p) -> str:
+    """A runtime's column: its name, plus "train" for training-step points."""
+    return p.runtime if (p.mode or "infer") == "infer" else f"{p.runtime} {p.mode}"
+
+
 def _print_table(points) -> None:
     from rich.table import Table
 
     from fsrt.commands.common import console
     from fsrt.sizes import human
 
-    runtimes = list(dict.fromkeys(p.runtime for p in points))
-    precisions = list(dict.fromkeys(p.precision for p in points))
-    table = Table(title="latency (ms, median over rounds of window p10, 95% interval; * = interval above target)")
-    extra = ("precision",) if len(precisions) > 1 else ()
-    for col in ("model", "strategy", "s", *extra, "flops", "acts", *runtimes):
+    columns = list(dict.fromkeys(_column(p) for p in points))
+    multi_precision = len({p.precision for p in points}) > 1
+    batches = len({p.batch for p in points}) > 1
+    table = Table(title="latency (ms, median over rounds of window p10, 95% interval; * = interval above target; "
+                        "train: one training step)")
+    extra = (("precision",) if multi_precision else ()) + (("batch",) if batches else ())
+    for col in ("model", "strategy", "s", *extra, "flops", "acts", *columns):
         table.add_column(col, justify="left" if col in ("model", "strategy", "precision") else "right")
     rows: dict[tuple, dict] = {}
     for p in points:
-        rows.setdefault((p.model, p.strategy, p.s, p.precision, p.batch), {"p": p})[p.runtime] = p
-    for (model, strat, s, prec, _batch), cells in rows.items():
+        rows.setdefault((p.model, p.strategy, p.s, p.precision, p.batch), {"p": p})[_column(p)] = p
+    for (model, strat, s, prec, batch), cells in rows.items():
         base = cells["p"]
-        table.add_row(model, strat, f"{s:g}", *((prec,) if extra else ()), human(base.flops), human(base.acts),
-                      *(_cell(cells.get(rt)) for rt in runtimes))
+        shown = ((prec,) if multi_precision else ()) + ((str(batch),) if batches else ())
+        table.add_row(model, strat, f"{s:g}", *shown, human(base.flops), human(base.acts),
+                      *(_cell(cells.get(col)) for col in columns))
     console().print(table)
