@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fsrt.bench.analysis import counted, distinct
+from fsrt.bench.analysis import by_series, counted, distinct, series_labels
 from fsrt.bench.ceilings import ELEMENT_BYTES
 from fsrt.bench.nnls import nnls
 from fsrt.bench.points import Point
@@ -273,12 +273,14 @@ class SeriesModel:
     held_out: tuple[HeldOut, ...]
     points: int
     reason: str | None = None
+    largest: str | None = None  # the fitted model with the most flops
+    largest_shares: dict | None = None  # how its predicted latency splits over the terms
 
     def to_dict(self) -> dict:
         """JSON-able."""
         return {"series": self.label, "points": self.points, "reason": self.reason,
-                "model": self.model.to_dict() if self.model else None,
-                "held_out": [h.to_dict() for h in self.held_out]}
+                "model": self.model.to_dict() if self.model else None, "largest": self.largest,
+                "largest_shares": self.largest_shares, "held_out": [h.to_dict() for h in self.held_out]}
 
 
 def model_series(label: str, points: list[Point], small_s: float = SMALL_S) -> SeriesModel:
@@ -288,7 +290,21 @@ def model_series(label: str, points: list[Point], small_s: float = SMALL_S) -> S
         model = fit(usable)
     except FsrtError as e:
         return SeriesModel(label, None, (), len(usable), str(e))
-    return SeriesModel(label, model, tuple(validate(points, small_s)), len(usable))
+    big = max(usable, key=lambda p: p.flops)
+    return SeriesModel(label, model, tuple(validate(points, small_s)), len(usable), None, big.model, model.shares(big))
+
+
+def latency_models(points: list[Point], small_s: float = SMALL_S) -> list[SeriesModel]:
+    """A model per series of one run's points (one machine), labelled as the report labels series."""
+    labels = series_labels(points)
+    return [model_series(label, pts, small_s) for label, pts in by_series(points, labels).items()]
+
+
+def held_out_rows(models: list[SeriesModel]) -> list[dict]:
+    """Every held-out prediction as a flat row (series, scenario, model, s, measured, predicted, error)."""
+    return [{"series": sm.label, "scenario": h.scenario, "model": p.model, "strategy": p.strategy, "s": p.s,
+             "measured_ms": p.measured_ms, "predicted_ms": p.predicted_ms, "error": p.error}
+            for sm in models for h in sm.held_out for p in h.predictions]
 
 
 def summary_line(sm: SeriesModel) -> str:
