@@ -212,8 +212,8 @@ def extrapolation(points: list[Point], small_s: float = SMALL_S) -> HeldOut | No
     if len(train) < MIN_POINTS or not test:
         return None
     big = sorted({p.s for p in test})
-    span = f"{big[0]:g}" if len(big) == 1 else f"{big[0]:g}..{big[-1]:g}"
-    return HeldOut("extrapolate", f"fit on s <= {cut:g}, predict s = {span}", 1,
+    span = f"{big[0]:.3g}" if len(big) == 1 else f"{big[0]:.3g}..{big[-1]:.3g}"
+    return HeldOut("extrapolate", f"fit on s <= {cut:.3g}, predict s = {span}", 1,
                    tuple(_predict(train, test)))
 
 
@@ -226,7 +226,7 @@ def _labels_by_measurement(points: Iterable[Point], field: str) -> dict[str, set
     return out
 
 
-def leave_group_out(points: list[Point], field: str, scenario: str, what: str) -> HeldOut | None:
+def leave_group_out(points: list[Point], field: str, scenario: str, what: str, whats: str) -> HeldOut | None:
     """For each value of ``field`` (strategy or base): fit on every measurement not listed only
     under it, predict those that are. None when fewer than two values can be held out."""
     pts = fittable(points)
@@ -241,7 +241,7 @@ def leave_group_out(points: list[Point], field: str, scenario: str, what: str) -
             folds += 1
     if folds < 2:
         return None
-    return HeldOut(scenario, f"fit on the other {what}s, predict each {what}'s own models", folds, tuple(preds))
+    return HeldOut(scenario, f"fit on the other {whats}, predict each {what}'s own models", folds, tuple(preds))
 
 
 def leave_one_out(points: list[Point]) -> HeldOut | None:
@@ -258,8 +258,8 @@ def leave_one_out(points: list[Point]) -> HeldOut | None:
 def validate(points: list[Point], small_s: float = SMALL_S) -> list[HeldOut]:
     """Every held-out scenario the points allow (one series): extrapolation, strategy out, each
     model out, base network out."""
-    found = [extrapolation(points, small_s), leave_group_out(points, "strategy", "strategy", "strategy"),
-             leave_one_out(points), leave_group_out(points, "base", "base", "base network")]
+    found = [extrapolation(points, small_s), leave_group_out(points, "strategy", "strategy", "strategy", "strategies"),
+             leave_one_out(points), leave_group_out(points, "base", "base", "base network", "base networks")]
     return [h for h in found if h is not None]
 
 

@@ -49,8 +49,10 @@ def measure(args) -> tuple[list, dict, dict]:
 
     class Say(SweepProgress):
         def phase(self, name, total):
-            if not args.json:
-                print(f"  {name} ({total})", file=sys.stderr, flush=True)
+            print(f"  {name} ({total})", file=sys.stderr, flush=True)
+
+        def waiting(self, holder):
+            print(f"  waiting for another fsrt measurement ({holder}) to finish", file=sys.stderr, flush=True)
 
     fp = fingerprint()
     mid = machine_id(fp)

@@ -33,3 +33,16 @@ def test_fidelity_script_compares_with_the_runtimes_own_tools():
     assert set(rep) == {"fsrt_openvino", "benchmark_app", "fsrt_ort", "ort_loop"}
     assert all(v > 0 for v in rep.values())
     assert set(doc["summary"]) == {"openvino", "ort"}
+
+
+def test_latency_model_script_fits_on_small_members_and_reports_held_out_errors():
+    doc = _run("latency_model.py", "--quick", "--json")
+    (rt,) = doc["runtimes"]
+    assert rt["series"] == "eager" and rt["model"]["n"] == 10  # base + 3 strategies x s=2,4,8
+    held = {h["scenario"]: h for h in rt["held_out"]}
+    assert held["extrapolate"]["description"] == "fit on s <= 4, predict s = 8"
+    assert held["extrapolate"]["n"] == 3 and held["leave-one-out"]["n"] == 10
+    for h in held.values():
+        assert all(p["measured_ms"] > 0 and p["predicted_ms"] > 0 for p in h["predictions"])
+        assert 0 <= h["median_abs_error"] <= h["p90_abs_error"]
+    assert len(doc["load"]["before"]) == 3 and doc["noise"]["windows"] > 0

@@ -180,3 +180,37 @@ def test_too_few_points_and_mixed_series_are_errors():
         fit(mixed)
     # Points stored without a layer count are not fitted.
     assert fit([p.replace(layers=None) if p.s == 32 else p for p in synthetic_points()]).n == 13
+
+
+# -- the report ------------------------------------------------------------------------------------
+def test_roofline_chart_coordinates_by_hand():
+    from fsrt.bench.plots import arithmetic_intensity, attained_gflops
+
+    p = Point(flops=10**9, params=10**7, acts=5 * 10**6, batch=2, precision="fp32", latency_ms=40.0)
+    assert arithmetic_intensity(p) == pytest.approx(2 * 1e9 * 2 / ((1e7 + 2 * 5e6 * 2) * 4))  # 33.3 FLOP/byte
+    assert attained_gflops(p) == pytest.approx(100.0)  # 4 GFLOP in 40 ms
+    assert arithmetic_intensity(p.replace(precision="bf16")) == pytest.approx(2 * arithmetic_intensity(p))
+
+
+def test_report_shows_the_fitted_costs_held_out_errors_and_roofline_chart(tmp_path):
+    import json
+
+    from fsrt.bench.report import write_report
+    from fsrt.bench.store import Store
+
+    with Store(tmp_path / "fsrt.db") as st:
+        st.add_machine("m", {"cpu": "test"})
+        st.put_ceiling("m", "cpu", "fp32", 1, 2e11, 2e10)
+        run = st.start_run("synthetic", "m", {})
+        for i, p in enumerate(synthetic_points()):
+            st.put_point(run, "m", f"k{i}", p.replace(machine_id=None))
+        written = write_report(st, [run], tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    section = md[md.index("## Latency model"):]
+    row = next(line for line in section.splitlines() if line.startswith("| ort | 16 |"))
+    assert row.split(" | ")[2:7] == ["60", "12", "25", "15", "40"]  # the synthetic machine's rates, recovered
+    assert "| ort | extrapolate | fit on s <= 4, predict s = 8..32 | 9 | 0.0% | 0.0% | yes |" in section
+    assert {"plots/run1_latency_model.png", "plots/run1_roofline_chart.png"} <= set(written)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (model,) = summary["runs"][0]["latency_model"]["models"]
+    assert model["model"]["gflop_per_s"] == pytest.approx(GFLOPS, rel=1e-6)
