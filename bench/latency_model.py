@@ -49,7 +49,8 @@ SMALL_S = 4.0  # extrapolation check: fit on s <= SMALL_S, predict the larger me
 
 
 def element_bytes(precision: str | None) -> int:
-    """Bytes per tensor element at a precision (4 for fp32 and anything unknown)."""
+    """Bytes per tensor element at a precision (4 for fp32 and anything unknown); the one place the
+    latency model and the roofline chart read it."""
     return ELEMENT_BYTES.get(str(precision), 4)
 
 

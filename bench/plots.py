@@ -11,7 +11,7 @@ import io
 import math
 
 from fsrt.bench.analysis import METRICS, by_series, counted, distinct, group_by, loglog_fit, pearson, strategy_label
-from fsrt.bench.ceilings import ELEMENT_BYTES
+from fsrt.bench.latency_model import element_bytes
 from fsrt.bench.points import Point
 
 DPI = 100
@@ -281,7 +281,7 @@ def roofline_chart(points: list[Point], labels: dict, ceilings: list[dict], titl
 def arithmetic_intensity(p: Point) -> float:
     """FLOP per byte moved: 2 x flops x batch over the layer-wise bytes (weights once, each activation
     written and read once), as the layer-wise roofline floor counts them."""
-    e = ELEMENT_BYTES.get(str(p.precision), 4)
+    e = element_bytes(p.precision)
     batch = p.batch or 1
     return 2.0 * p.flops * batch / ((p.params + 2 * p.acts * batch) * e)
 

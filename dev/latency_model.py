@@ -7,6 +7,9 @@ then per runtime fits the latency model (``fsrt.bench.latency_model``) on the sm
 when several are measured): median and 90th percentile of |predicted / measured - 1|. The goal
 on CPU runtimes is median <= 10% and p90 <= 20% for the s = 8..32 extrapolation.
 
+Each runtime is swept on its own, so that all of its models are timed together in one set of
+interleaved rounds (a sweep that does not fit in memory at once measures its groups minutes
+apart, and a busy machine's drift between groups would bias large models against small ones).
 The machine's load average and the sweep's own noise figures (window spread, round-to-round
 drift) are printed with the errors: on a busy shared machine they say how much of an error is
 the measurement's. Rerunning the same command reuses every stored point (refit in seconds).
@@ -62,7 +65,9 @@ def measure(args) -> tuple[list, dict, dict]:
         store.add_machine(mid, fp)
         run = store.start_run("latency-model", mid, plan.to_config(args.runtimes))
         t0 = time.perf_counter()
-        points = run_sweep(plan, plan_variants(plan), args.runtimes, store, run, mid, Path(args.work), Say())
+        points = []
+        for runtime in args.runtimes:  # one runtime at a time: its models share their rounds
+            points += run_sweep(plan, plan_variants(plan), [runtime], store, run, mid, Path(args.work), Say())
         store.finish_run(run)
         windows = store.windows(mid, sorted({p.mkey for p in points if p.mkey}))
     load = {"before": load_before, "after": os.getloadavg(), "cores": os.cpu_count(),

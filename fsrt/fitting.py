@@ -35,7 +35,7 @@ def loglog_fit(xs: Iterable[float], ys: Iterable[float]) -> Fit | None:
 
     Pairs with a missing or non-positive value are dropped (logs need positive numbers). Returns
     None with fewer than two usable pairs or when x does not vary (no slope is defined), including
-    when x varies so little that the power law's coefficient leaves the floating-point range.
+    when x varies so little that the power law's coefficient over- or underflows.
     """
     pairs = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if finite_positive(x) and finite_positive(y)]
     n = len(pairs)
@@ -52,6 +52,9 @@ def loglog_fit(xs: Iterable[float], ys: Iterable[float]) -> Fit | None:
     ss_tot = sum((y - my) ** 2 for _, y in pairs)
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 1e-30 else 1.0
     try:
-        return Fit(k, math.exp(b), r2, n)
-    except OverflowError:  # e.g. models of nearly equal flops: a slope of thousands, no usable power law
+        coefficient = math.exp(b)
+    except OverflowError:
         return None
+    if not 0.0 < coefficient < math.inf:  # x barely varies (models of nearly equal flops): no usable power law
+        return None
+    return Fit(k, coefficient, r2, n)

@@ -157,5 +157,17 @@ def test_models_of_nearly_equal_flops_have_no_power_law_rather_than_a_crash():
     from fsrt.fitting import loglog_fit
 
     # An advise run measures networks of (nearly) the same flops: log x barely varies, the slope explodes.
-    assert loglog_fit([18_000_000, 18_050_000], [50.0, 70.0]) is None
+    assert loglog_fit([18_000_000, 18_050_000], [50.0, 70.0]) is None  # coefficient underflows to 0
+    assert loglog_fit([18_000_000, 18_050_000], [70.0, 50.0]) is None  # coefficient overflows
     assert loglog_fit([1.0, 2.0, 4.0], [3.0, 6.0, 12.0]).exponent == pytest.approx(1.0)
+
+
+def test_alpha_grid_option():
+    from fsrt.commands.advise import _alpha_grid
+
+    assert _alpha_grid("0..1x0.1") == pytest.approx([i / 10 for i in range(11)])
+    assert _alpha_grid("0.2..0.8x0.3") == pytest.approx([0.2, 0.5, 0.8])
+    assert _alpha_grid("0.5,0.8") == [0.5, 0.8] and _alpha_grid("") == []
+    for bad, match in (("0..2x0.5", "alpha must be in"), ("a..bx1", "cannot read"), ("0..1x0", "step")):
+        with pytest.raises(FsrtError, match=match):
+            _alpha_grid(bad)
