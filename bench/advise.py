@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsrt.bench.analysis import counted
-from fsrt.bench.latency_model import SeriesModel, fittable, model_series, series_of
+from fsrt.bench.latency_model import MIN_POINTS, SeriesModel, fittable, model_series, series_of
 from fsrt.bench.plan import BenchPlan, Variant
 from fsrt.bench.points import Point
 from fsrt.bench.rounds import RoundConfig, Window
@@ -113,6 +113,7 @@ class Advice:
     fitted: SeriesModel
     fit_flops: tuple[int, int]  # smallest and largest flops among the fitted models
     ranked: list[Candidate]
+    fit_scope: str = ""  # which stored points the model was fitted on
     measured: dict[str, Point] = field(default_factory=dict)  # candidate label -> point
     comparisons: list[dict] = field(default_factory=list)
     recommendation: str | None = None
@@ -134,6 +135,7 @@ class Advice:
                 "target_flops": q.target_flops, "runtime": q.runtime, "precision": q.precision, "batch": q.batch,
                 "threads": q.threads, "device": q.device, "mode": q.mode, "resolution": q.resolution,
                 "tolerance": q.tolerance, "model": self.fitted.to_dict(), "fit_flops": list(self.fit_flops),
+                "fit_scope": self.fit_scope,
                 "candidates": cands, "measure": [c.label for c in to_measure(self.ranked, q.tolerance)],
                 "comparisons": self.comparisons,
                 "recommendation": self.recommendation, "note": self.note, "run_id": self.run_id}
@@ -201,7 +203,7 @@ def predict(question: Question, base: ModelSpec, stored: list[Point], machine_id
     if not question.target_flops > base_cx.flops:
         raise FsrtError(f"target {question.target_flops:.4g} flops is not above {base.name or question.source}'s "
                         f"{base_cx.flops:.4g}: advise scales a network up; give a larger --target-flops")
-    pts = series_points(stored, question, machine_id)
+    pts, scope = fit_points(series_points(stored, question, machine_id), base.family)
     fitted = model_series(question.label, pts)
     if fitted.model is None:
         raise FsrtError(f"{len(fittable(pts))} stored model(s) measured on {question.label} on this machine; "
@@ -214,7 +216,16 @@ def predict(question: Question, base: ModelSpec, stored: list[Point], machine_id
                         f"{question.target_flops:.4g} flops from {base.name or question.source} (the quantized "
                         "grid is too coarse there); give another target or a larger --tolerance")
     return Advice(question, base.name or Path(question.source).stem, base_cx.flops, fitted, (min(flops), max(flops)),
-                  ranked)
+                  ranked, scope)
+
+
+def fit_points(points: list[Point], family: str) -> tuple[list[Point], str]:
+    """The points to fit for a base of ``family``: that family's own when there are enough (its
+    layer types set its costs, ``latency_model.by_family``), else every point of the series."""
+    own = [p for p in points if p.family == family]
+    if len(fittable(own)) >= MIN_POINTS:
+        return own, f"{family} models only"
+    return points, f"every family measured (fewer than {MIN_POINTS} {family} models stored)"
 
 
 def variants(advice: Advice, base: ModelSpec) -> list[Variant]:

@@ -296,9 +296,23 @@ def model_series(label: str, points: list[Point], small_s: float = SMALL_S) -> S
 
 
 def latency_models(points: list[Point], small_s: float = SMALL_S) -> list[SeriesModel]:
-    """A model per series of one run's points (one machine), labelled as the report labels series."""
+    """A model per series of one run's points (one machine), labelled as the report labels series,
+    and per model family within a series that holds several (``by_family``)."""
     labels = series_labels(points)
-    return [model_series(label, pts, small_s) for label, pts in by_series(points, labels).items()]
+    return [model_series(label, pts, small_s) for series, grp in by_series(points, labels).items()
+            for label, pts in by_family(series, grp).items()]
+
+
+def by_family(label: str, points: list[Point]) -> dict[str, list[Point]]:
+    """Points split by model family (regnety, effnet, ...), labels suffixed with the family when there
+    are several. One family's networks share their layer types (grouped vs depthwise convs run at very
+    different rates), so one set of costs fits them; across families a single flops rate does not."""
+    families: dict[str, list[Point]] = defaultdict(list)
+    for p in points:
+        families[str(p.family)].append(p)
+    if len(families) <= 1:
+        return {label: points}
+    return {f"{label} ({fam})": pts for fam, pts in sorted(families.items())}
 
 
 def held_out_rows(models: list[SeriesModel]) -> list[dict]:

@@ -24,7 +24,8 @@ EXPLANATION = (
     "'unused' means the fit put no cost on that term. Held-out checks predict models the fit never saw: "
     "'extrapolate' fits on the small members (s <= 4) and predicts the large ones, 'strategy' predicts each "
     "strategy's own members from the others, 'leave-one-out' each model from all others, 'base' each base network "
-    "from the others. Goal: median error <= 10% and 90th percentile <= 20%.")
+    "from the others. A series with several model families gets a model per family (their layer types run at "
+    "different rates). Goal: median error <= 10% and 90th percentile <= 20%.")
 
 
 def models_of(rd) -> tuple[list[dict], dict | None]:
@@ -60,9 +61,9 @@ def section(doc, rd, level: int, caption: str, plot_paths: dict) -> dict:
     doc.h(level, "Latency model" + caption)
     doc.p(EXPLANATION)
     if advice:
-        doc.p(f"Fitted by fsrt advise on every point stored for {advice['model']['series']} on this machine "
-              f"({advice['model']['points']} models, {_count(advice['fit_flops'][0])} to "
-              f"{_count(advice['fit_flops'][1])} flops).")
+        doc.p(f"Fitted by fsrt advise on the points stored for {advice['model']['series']} on this machine, "
+              f"{advice.get('fit_scope') or 'every family'} ({advice['model']['points']} models, "
+              f"{_count(advice['fit_flops'][0])} to {_count(advice['fit_flops'][1])} flops).")
     _coefficients(doc, models)
     _held_out(doc, models)
     doc.images([(plot_paths[k], k.replace("_", " ")) for k in ("latency_model",) if k in plot_paths])

@@ -18,6 +18,13 @@ the measurement's. Rerunning the same command reuses every stored point (refit i
                                                  # eager/ort/openvino, 1 thread (tens of minutes)
     python dev/latency_model.py --bases RegNetY-400MF,EfficientNet-B0 --json
     python dev/latency_model.py --quick          # smoke: RegNetX-200MF at 32 px, eager, s=1..8
+    python dev/latency_model.py --simulate --bases RegNetY-400MF,EfficientNet-B0
+
+``--simulate`` measures nothing: it times every network on a *simulated* machine where each conv
+and FC layer costs max(compute at a rate that falls for narrow and grouped layers, bytes moved at a
+fixed bandwidth) plus a dispatch cost, summed layer by layer. It separates the error of the
+model's form (whole-network sums with shared costs) from measurement noise: a busy machine
+cannot tell them apart.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from fsrt.bench.latency_model import SMALL_S, model_series
+from fsrt.bench.latency_model import SMALL_S, by_family, model_series
 from fsrt.bench.noise import run_noise
 from fsrt.bench.plan import BenchPlan, plan_variants
 from fsrt.bench.rounds import RoundConfig
@@ -75,12 +82,54 @@ def measure(args) -> tuple[list, dict, dict]:
     return points, windows, load
 
 
-def evaluate(points: list, small_s: float) -> list[dict]:
-    """Per runtime: the fitted model and every held-out scenario."""
+def simulate(args) -> list:
+    """The sweep's points timed on the simulated per-layer machine (see the module docstring)."""
+    import torch
+    from torch import nn
+
+    from fsrt.bench.points import Point
+    from fsrt.complexity import complexity, layer_count
+    from fsrt.models import build_model
+
+    peak, bandwidth, dispatch_s = 60e9, 15e9, 8e-6  # FLOP/s, bytes/s, seconds per layer
+
+    def layer_seconds(m, inp, out) -> float:
+        x = inp[0]
+        if isinstance(m, nn.Conv2d):
+            macs = out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            per_group = m.in_channels // m.groups
+            eff = min(1.0, (per_group / 64) ** 0.5) * (min(1.0, (m.out_channels // m.groups / 32) ** 0.3)
+                                                       if m.groups > 1 else 1.0)
+        else:
+            macs, eff = out.numel() * m.in_features, 0.5
+        moved = (x.numel() + out.numel() + m.weight.numel()) * 4
+        return max(2 * macs / (peak * max(eff, 0.05)), moved / bandwidth) + dispatch_s
+
+    points = []
+    for v in plan_variants(BenchPlan(sources=tuple(args.bases), s_values=tuple(args.s), resolution=args.resolution,
+                                     strategies=tuple(parse_strategy(s) for s in args.strategies))):
+        model, total = build_model(v.spec, device="meta"), []
+        hooks = [m.register_forward_hook(lambda m, i, o, total=total: total.append(layer_seconds(m, i, o)))
+                 for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        with torch.no_grad():
+            model(torch.zeros(1, 3, v.spec.resolution, v.spec.resolution, device="meta"))
+        for h in hooks:
+            h.remove()
+        cx = complexity(v.spec)
+        points += [Point(model=v.name, base=v.base, family=v.spec.family, strategy=v.strategy.name, s=v.s,
+                         runtime=runtime, mode="infer", precision="fp32", batch=1, device="cpu", threads=1,
+                         flops=cx.flops, params=cx.params, acts=cx.acts, layers=layer_count(v.spec), status="ok",
+                         latency_ms=1e3 * sum(total) + 0.05, mkey=v.spec_hash) for runtime in ("simulated",)]
+    return points
+
+
+def evaluate(points: list, small_s: float, pooled: bool = False) -> list[dict]:
+    """Per runtime (and model family, unless ``pooled``): the fitted model and every held-out scenario."""
     out = []
     for runtime in sorted({p.runtime for p in points}):
-        sm = model_series(runtime, [p for p in points if p.runtime == runtime], small_s)
-        out.append(sm.to_dict())
+        mine = [p for p in points if p.runtime == runtime]
+        groups = {runtime: mine} if pooled else by_family(runtime, mine)
+        out += [model_series(label, pts, small_s).to_dict() for label, pts in groups.items()]
     return out
 
 
@@ -97,6 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--measure-s", type=float, default=0.1, help="seconds per timing window")
     ap.add_argument("--warmup-s", type=float, default=0.3)
     ap.add_argument("--small-s", type=float, default=SMALL_S, help="fit on s <= this, predict the rest")
+    ap.add_argument("--pooled", action="store_true", help="one model per runtime across model families")
+    ap.add_argument("--simulate", action="store_true", help="time on a simulated per-layer machine (no measurement)")
     ap.add_argument("--db", default="runs/latency_model/fsrt.db")
     ap.add_argument("--work", default="runs/latency_model/work")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny model, eager only, short windows")
@@ -114,10 +165,15 @@ def main(argv: list[str] | None = None) -> dict:
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     args.s = [float(v) for v in args.s.split(",")]
     args.runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
-    points, windows, load = measure(args)
+    if args.simulate:
+        points, windows, load = simulate(args), {}, {"before": os.getloadavg(), "after": os.getloadavg(),
+                                                      "cores": os.cpu_count(), "sweep_s": 0.0}
+    else:
+        points, windows, load = measure(args)
     noise = run_noise(windows).to_dict()
-    doc = {"bases": args.bases, "strategies": args.strategies, "s": args.s, "resolution": args.resolution,
-           "threads": args.threads, "load": load, "noise": noise, "runtimes": evaluate(points, args.small_s)}
+    doc = {"simulated": args.simulate, "bases": args.bases, "strategies": args.strategies, "s": args.s,
+           "resolution": args.resolution, "threads": args.threads, "load": load, "noise": noise,
+           "runtimes": evaluate(points, args.small_s, args.pooled)}
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -129,9 +185,12 @@ def report(doc: dict) -> None:
     """The errors as text: per runtime its rates, then each scenario's median and p90."""
     ld = doc["load"]
     n = doc["noise"]
-    print(f"load average {ld['before'][0]:.1f} before, {ld['after'][0]:.1f} after ({ld['cores']} cores); sweep "
-          f"{ld['sweep_s']:.0f} s; window spread typical {100 * (n['spread_median'] or 0):.1f}%, round drift "
-          f"{n['drift_min'] or 0:.2f}x..{n['drift_max'] or 0:.2f}x")
+    if doc.get("simulated"):
+        print("simulated per-layer machine: no measurement noise")
+    else:
+        print(f"load average {ld['before'][0]:.1f} before, {ld['after'][0]:.1f} after ({ld['cores']} cores); sweep "
+              f"{ld['sweep_s']:.0f} s; window spread typical {100 * (n['spread_median'] or 0):.1f}%, round drift "
+              f"{n['drift_min'] or 0:.2f}x..{n['drift_max'] or 0:.2f}x")
     for r in doc["runtimes"]:
         m = r["model"]
         if m is None:

@@ -46,3 +46,13 @@ def test_latency_model_script_fits_on_small_members_and_reports_held_out_errors(
         assert all(p["measured_ms"] > 0 and p["predicted_ms"] > 0 for p in h["predictions"])
         assert 0 <= h["median_abs_error"] <= h["p90_abs_error"]
     assert len(doc["load"]["before"]) == 3 and doc["noise"]["windows"] > 0
+
+
+def test_latency_model_form_extrapolates_a_simulated_per_layer_machine():
+    # No measurement: each layer of each network costs max(compute at a shape-dependent rate, bytes moved)
+    # plus a dispatch cost. The whole-network model, fitted on s <= 4, must carry that to s = 32.
+    doc = _run("latency_model.py", "--simulate", "--bases", "RegNetY-400MF,EfficientNet-B0", "--json")
+    assert [r["series"] for r in doc["runtimes"]] == ["simulated (effnet)", "simulated (regnety)"]
+    for r in doc["runtimes"]:
+        ext = next(h for h in r["held_out"] if h["scenario"] == "extrapolate")
+        assert ext["n"] == 9 and ext["median_abs_error"] < 0.05 and ext["p90_abs_error"] < 0.08, r["series"]

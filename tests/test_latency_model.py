@@ -91,7 +91,8 @@ def synthetic_points(bases=("RegNetY-400MF",), strategies=("dwr", "dWr", "w"), s
                 if mkey not in measured:
                     measured[mkey] = latency(cx.flops, cx.params, cx.acts, layers) * (1 + noise * rng.standard_normal())
                 lat = measured[mkey]
-                pts.append(Point(model=scaled.name, base=base, strategy=strategy, s=float(s), runtime="ort",
+                pts.append(Point(model=scaled.name, base=base, family=spec.family, strategy=strategy, s=float(s),
+                                 runtime="ort",
                                  mode="infer", precision="fp32", batch=1, device="cpu", threads=1, flops=cx.flops,
                                  params=cx.params, acts=cx.acts, layers=layers, status="ok", latency_ms=lat,
                                  latency_lo_ms=lat * 0.99, latency_hi_ms=lat * 1.01, mkey=mkey, machine_id="m"))
@@ -165,6 +166,20 @@ def test_held_out_scenarios_split_as_described():
     assert ext.description == "fit on s <= 3, predict s = 4" and len(ext.predictions) == 3
     # s = 1, 2, 4 of three strategies: four small models cannot fit five terms, so no extrapolation check.
     assert "extrapolate" not in {h.scenario for h in validate(synthetic_points(s_values=(1, 2, 4)))}
+
+
+def test_a_model_per_family_when_a_series_holds_several():
+    from fsrt.bench.advise import fit_points
+    from fsrt.bench.latency_model import latency_models
+
+    pts = synthetic_points(bases=("RegNetY-400MF", "EfficientNet-B0"))
+    assert [sm.label for sm in latency_models(pts)] == ["ort (effnet)", "ort (regnety)"]
+    assert [sm.label for sm in latency_models(pts[:18])] == ["ort"]  # one family: the plain series label
+    own, scope = fit_points(pts, "effnet")
+    assert {p.family for p in own} == {"effnet"} and scope == "effnet models only"
+    few = [p for p in pts if p.family == "regnety" or p.s <= 2]  # 4 EfficientNet models: too few on their own
+    mixed, scope = fit_points(few, "effnet")
+    assert mixed == few and scope.startswith("every family")
 
 
 def test_too_few_points_and_mixed_series_are_errors():

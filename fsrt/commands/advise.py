@@ -237,7 +237,7 @@ def _print(advice, report) -> None:
     q = advice.question
     con.print(f"[bold]fsrt advise[/] {advice.base_name} ({human(advice.base_flops)} flops) -> "
               f"{human(q.target_flops)} flops on {q.label}")
-    con.print("latency model: " + summary_line(advice.fitted))
+    con.print(f"latency model ({advice.fit_scope}): " + summary_line(advice.fitted))
     lo, hi = advice.fit_flops
     if q.target_flops > 1.5 * hi:
         con.print(f"[yellow]the target is {q.target_flops / hi:.1f}x the largest fitted model's flops "
