@@ -256,27 +256,36 @@ def judge(chosen: list[tuple[str, str]], points: list[Point], windows: dict[str,
           ) -> tuple[dict[str, Point], list[dict], str, str]:
     """``chosen`` is ``[(label, model name), ...]``, the predicted best first, then the references.
 
-    Returns the measured point of each, the predicted best's speedup over each reference (the
-    reference's latency over the best's, paired over rounds where both were measured in one sweep),
-    the recommendation and why: the predicted best, unless a reference was measured resolved faster.
+    Returns the measured point of each, the comparisons, the recommendation and why. The predicted
+    best is compared with each reference (its speedup: the reference's latency over its own, paired
+    over rounds where both were measured in one sweep); it stays the recommendation unless a
+    reference was measured resolved faster, and then the fastest such reference is recommended and
+    compared with every other measured network too.
     """
     by_model = {p.model: p for p in counted(points)}
     measured = {label: by_model[name] for label, name in chosen if name in by_model}
     best = chosen[0][0]
     if best not in measured:
         return measured, [], best, "predicted best (its measurement failed: see the stored point)"
-    comparisons, faster = [], []
-    for label, _ in chosen[1:]:
-        if label not in measured:
-            continue
-        iv = ratio(measured[label], measured[best], windows)
-        comparisons.append({"recommended": best, "reference": label, "speedup": iv.to_dict(),
-                            "resolved": iv.excludes(1.0), "verdict": _verdict(iv, best, label)})
-        if iv.excludes(1.0) and iv.value < 1.0:
-            faster.append((iv.value, label))
-    if faster:
-        return measured, comparisons, min(faster)[1], f"measured faster than the predicted best ({best})"
-    return measured, comparisons, best, "predicted best"
+    comparisons = _compare(best, [label for label, _ in chosen[1:]], measured, windows)
+    faster = [(c["speedup"]["value"], c["reference"]) for c in comparisons if c["resolved"] and
+              c["speedup"]["value"] < 1.0]
+    if not faster:
+        return measured, comparisons, best, "predicted best"
+    winner = min(faster)[1]
+    comparisons += _compare(winner, [label for label, _ in chosen if label != winner], measured, windows)
+    return measured, comparisons, winner, f"measured faster than the predicted best ({best})"
+
+
+def _compare(label: str, others: list[str], measured: dict[str, Point], windows) -> list[dict]:
+    """``label``'s speedup over each measured one of ``others``, with its interval and verdict."""
+    out = []
+    for other in others:
+        if other in measured:
+            iv = ratio(measured[other], measured[label], windows)
+            out.append({"recommended": label, "reference": other, "speedup": iv.to_dict(),
+                        "resolved": iv.excludes(1.0), "verdict": _verdict(iv, label, other)})
+    return out
 
 
 def _verdict(iv: Interval, best: str, ref: str) -> str:

@@ -144,8 +144,11 @@ def _advice(doc, level: int, advice: dict, rd) -> dict:
                      c["layers"], c["resolution"], f"{c['predicted_ms']:.4g}", meas, err])
     doc.table(["#", "strategy", "s", "flops", "vs target", "params", "acts", "layers", "px", "predicted ms",
                "measured ms", "error"], rows)
+    off = [f"{c['label']} lands {100 * c['miss']:+.1f}% from the target flops (its nearest quantized network): "
+           "comparisons with it are not at equal flops." for c in advice["candidates"]
+           if c["label"] in advice["measure"] and not c.get("eligible", True)]
     doc.ul([c["verdict"] + (" (paired over rounds)" if "paired" in c["speedup"]["method"] else "")
-            for c in comparisons] + [f"Recommendation: {recommendation} ({why})."])
+            for c in comparisons] + off + [f"Recommendation: {recommendation} ({why})."])
     return {"comparisons": comparisons, "recommendation": recommendation, "why": why}
 
 

@@ -71,8 +71,11 @@ def test_judge_names_the_winner_only_when_resolved():
     assert not comps[1]["resolved"] and "not resolved" in comps[1]["verdict"]
     # A reference measured resolved faster than the predicted best wins.
     windows["a"] = _windows([8.0, 8.1, 7.9, 8.0, 8.2, 7.8, 8.0])
-    _, comps, rec, why = judge([("best", "best"), ("a", "a")], pts, windows)
+    _, comps, rec, why = judge([("best", "best"), ("a", "a"), ("b", "b")], pts, windows)
     assert rec == "a" and "measured faster" in why and comps[0]["resolved"]
+    # ... and the new recommendation is compared with every other measured network.
+    assert [(c["recommended"], c["reference"]) for c in comps[2:]] == [("a", "best"), ("a", "b")]
+    assert comps[2]["speedup"]["value"] == pytest.approx(1 / comps[0]["speedup"]["value"], rel=0.02)
 
 
 # -- the command line ------------------------------------------------------------------------------

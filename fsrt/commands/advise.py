@@ -262,6 +262,10 @@ def _print(advice, report) -> None:
     con.print(table)
     for comp in advice.comparisons:
         con.print("measured: " + comp["verdict"])
+    for c in advice.ranked:
+        if c.label in advice.measured and not c.eligible(q.tolerance):
+            con.print(f"[yellow]{c.label} lands {100 * c.miss:+.1f}% from the target flops (its nearest quantized "
+                      "network): comparisons with it are not at equal flops[/]")
     if advice.recommendation:
         con.print(f"[bold]recommendation: {advice.recommendation}[/] ({advice.note})")
     if report:
