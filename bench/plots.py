@@ -11,6 +11,8 @@ import io
 import math
 
 from fsrt.bench.analysis import METRICS, by_series, counted, distinct, group_by, loglog_fit, pearson, strategy_label
+from fsrt.bench.latency_model import element_bytes
+from fsrt.bench.points import Point
 from fsrt.sizes import human
 
 DPI = 100
@@ -229,4 +231,97 @@ def compare_runs(rows: list[dict], names: list[str], title: str = "") -> bytes |
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
     fig.suptitle(title or "runs side by side (same model, runtime, precision, batch)", fontsize=11)
+    return _png(fig)
+
+
+def roofline_chart(points: list[Point], labels: dict, ceilings: list[dict], title: str = "") -> bytes | None:
+    """The roofline model itself: arithmetic intensity (FLOP per byte of weights plus activations
+    written and read once) on x, attained GFLOP/s (2 FLOP per multiply-add) on y, every measured
+    point placed, and the machine's measured compute and bandwidth roofs drawn for each
+    (device, precision, threads) the points ran at."""
+    groups = {k: [p for p in v if _positive(p.flops) and _positive(p.acts) and _positive(p.params)]
+              for k, v in by_series(distinct(counted(points)), labels).items()}
+    groups = {k: v for k, v in groups.items() if v}
+    if not groups:
+        return None
+    colors = _colors(groups)
+    fig = _figure(7.5, 5)
+    ax = fig.subplots(gridspec_kw={"left": 0.11, "right": 0.97, "bottom": 0.11, "top": 0.9})
+    xs_all = []
+    for label, pts in groups.items():
+        xs = [arithmetic_intensity(p) for p in pts]
+        ys = [attained_gflops(p) for p in pts]
+        xs_all += xs
+        ax.scatter(xs, ys, s=16, color=colors[label], label=label, zorder=3)
+    lo, hi = min(xs_all) / 3, max(xs_all) * 3
+    used = {(p.device, p.precision, p.threads) for v in groups.values() for p in v}
+    for c in sorted(ceilings, key=lambda c: (c["device"], c["dtype"], c["threads"])):
+        if (c["device"], c["dtype"], c["threads"]) not in used:
+            continue
+        peak, bw = c["peak_flops"] / 1e9, c["copy_bytes_per_s"] / 1e9
+        ridge = peak / bw
+        grid = sorted({lo, hi, min(max(ridge, lo), hi)})
+        ax.plot(grid, [min(peak, x * bw) for x in grid], color="black", lw=1.2,
+                label=f"roof {c['dtype']} {c['threads']}t: {peak:.0f} GFLOP/s, {bw:.0f} GB/s")
+        if lo < ridge < hi:
+            ax.axvline(ridge, color="black", lw=0.6, ls=":")
+    _log_axes(ax)
+    ax.set_xlabel("arithmetic intensity (FLOP / byte of weights + activations written and read)")
+    ax.set_ylabel("attained GFLOP/s")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title or "roofline: attained throughput against arithmetic intensity", fontsize=11)
+    return _png(fig)
+
+
+def arithmetic_intensity(p: Point) -> float:
+    """FLOP per byte moved: 2 x flops x batch over the layer-wise bytes (weights once, each activation
+    written and read once), as the layer-wise roofline floor counts them."""
+    e = element_bytes(p.precision)
+    batch = p.batch or 1
+    return 2.0 * p.flops * batch / ((p.params + 2 * p.acts * batch) * e)
+
+
+def attained_gflops(p: Point) -> float:
+    """Throughput the point achieved: 2 x flops x batch per second of its figure, in GFLOP/s."""
+    return 2.0 * p.flops * (p.batch or 1) / (p.latency_ms * 1e-3) / 1e9
+
+
+def predicted_vs_measured(rows: list[dict], title: str = "") -> bytes | None:
+    """Held-out predictions against measurements, one panel per series: ``rows`` are dicts with
+    ``series``, ``scenario``, ``measured_ms`` and ``predicted_ms``; y = x and +-10%/+-20% bands drawn."""
+    rows = [r for r in rows if _positive(r["measured_ms"]) and _positive(r["predicted_ms"])]
+    if not rows:
+        return None
+    series = sorted({r["series"] for r in rows})
+    scenarios = sorted({r["scenario"] for r in rows})
+    colors = _colors(scenarios)
+    n_rows, cols = _grid(len(series))
+    fig = _figure(4.4 * cols, 4.0 * n_rows)
+    axes = fig.subplots(n_rows, cols, squeeze=False, gridspec_kw={
+        "left": 0.08 if cols > 1 else 0.15, "right": 0.98, "bottom": 0.5 / (4.0 * n_rows),
+        "top": 1 - 0.55 / (4.0 * n_rows), "wspace": 0.3, "hspace": 0.45}).ravel()
+    for ax, label in zip(axes, series):
+        mine = [r for r in rows if r["series"] == label]
+        for sc in scenarios:
+            pts = [r for r in mine if r["scenario"] == sc]
+            if pts:
+                ax.scatter([r["measured_ms"] for r in pts], [r["predicted_ms"] for r in pts], s=14, color=colors[sc],
+                           label=sc, alpha=0.8, zorder=3)
+        lo = min(min(r["measured_ms"], r["predicted_ms"]) for r in mine) / 1.3
+        hi = max(max(r["measured_ms"], r["predicted_ms"]) for r in mine) * 1.3
+        ax.plot([lo, hi], [lo, hi], color="black", lw=0.9)
+        for band, alpha in ((0.1, 0.18), (0.2, 0.08)):
+            ax.fill_between([lo, hi], [lo * (1 - band), hi * (1 - band)], [lo * (1 + band), hi * (1 + band)],
+                            color="gray", alpha=alpha, lw=0)
+        _log_axes(ax)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("measured latency (ms)")
+        ax.set_ylabel("predicted latency (ms)")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in axes[len(series):]:
+        ax.set_visible(False)
+    fig.suptitle(title or "latency model: predicted vs measured on held-out models (bands +-10%, +-20%)",
+                 fontsize=11)
     return _png(fig)

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fsrt.accuracy import LOWER_FACTOR, UPPER_FACTOR
-from fsrt.bench import analysis, plots
+from fsrt.bench import analysis, plots, report_latency
 from fsrt.bench.conclusions import summarize
 from fsrt.bench.noise import THREADS_SETTING, describe_probe
 from fsrt.bench.points import POINT_FIELDS, Point, Status
@@ -210,6 +210,7 @@ class RunData:
     ceilings: list[dict]
     probe: dict | None
     analysis: dict
+    latency_model: dict = field(default_factory=dict)  # what the latency-model section showed
 
     @property
     def slug(self) -> str:
@@ -433,6 +434,11 @@ def _roofline_section(doc: Doc, a: dict, level: int, caption: str, plot_paths: d
     doc.p("Efficiency = roofline floor / measured figure (100% = running at the measured peak). The compulsory "
           "floor counts weights, input and output once; the layer-wise floor counts every layer's reads and writes.")
     doc.images([(plot_paths[k], k.replace("_", " ")) for k in ("roofline",) if k in plot_paths])
+    doc.p("The roofline chart places every measured point at its arithmetic intensity (FLOP per byte of weights "
+          "plus activations written and read once) and its attained GFLOP/s, under the machine's measured compute "
+          "roof and bandwidth slope: a point under the slope is memory-bound here, under the flat roof compute-bound; "
+          "its distance below the roof is what the runtime leaves on the table.")
+    doc.images([(plot_paths[k], k.replace("_", " ")) for k in ("roofline_chart",) if k in plot_paths])
     doc.table(["runtime", "n", "median (compulsory)", "max (compulsory)", "median (layer-wise)", "max (layer-wise)",
                "closest model"],
               [[r["series"], r["n_floor"], _pct(r["eff_compulsory_median"]), _pct(r["eff_compulsory_max"]),
@@ -542,6 +548,7 @@ def _run_sections(doc: Doc, rd: RunData, level: int, plot_paths: dict[str, str])
     _strategy_section(doc, a, level, caption)
     _precision_section(doc, a, level, caption)
     _roofline_section(doc, a, level, caption, plot_paths)
+    rd.latency_model = report_latency.section(doc, rd, level, caption, plot_paths)
     _memory_section(doc, a, level, caption, plot_paths)
     _train_sections(doc, a, level, caption)
     _noise_section(doc, rd, level, caption)
@@ -613,6 +620,8 @@ def _plots_for(rd: RunData, multi: bool) -> dict[str, bytes]:
             rd.points, labels, f"latency vs complexity{suffix} (log-log; r = Pearson, linear)"),
         "latency_vs_s": lambda: plots.latency_vs_s(rd.points, labels, f"latency vs s per strategy{suffix}"),
         "roofline": lambda: plots.roofline_efficiency(rd.points, labels, f"roofline efficiency{suffix}"),
+        "roofline_chart": lambda: plots.roofline_chart(rd.points, labels, rd.ceilings, f"roofline{suffix}"),
+        "latency_model": lambda: report_latency.make_plot(rd, suffix),
         "memory": lambda: plots.memory(rd.points, labels, f"peak memory vs activations{suffix}"),
     }
     return {k: png for k, make in makers.items() if (png := make()) is not None}
@@ -666,7 +675,8 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
         "runs": [{"id": rd.run["id"], "name": rd.run["name"], "label": rd.label, "machine_id": rd.run["machine_id"],
                   "machine": rd.machine, "created": rd.run.get("created"), "finished": rd.run.get("finished"),
                   "config": rd.run.get("config"), "points": len(rd.points), "unavailable": rd.unavailable,
-                  "ceilings": rd.ceilings, "analysis": rd.analysis} for rd in runs],
+                  "ceilings": rd.ceilings, "analysis": rd.analysis, "latency_model": rd.latency_model}
+                 for rd in runs],
         "comparison": comparison,
         "summary": [f"{rd.label}: {line}" if multi else line for rd in runs for line in rd.analysis["summary"]]
         + (comparison["summary"] if comparison else []),

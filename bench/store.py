@@ -212,6 +212,11 @@ class Store:
                                "ORDER BY p.id", (run_id,)).fetchall()
         return [Point.from_row(dict(r)) for r in rows]
 
+    def machine_points(self, machine_id: str) -> list[Point]:
+        """Every point stored for a machine, from every run (what a latency model is fitted on)."""
+        rows = self.db.execute("SELECT * FROM points WHERE machine_id=? ORDER BY id", (machine_id,)).fetchall()
+        return [Point.from_row(dict(r)) for r in rows]
+
     # -- timing windows ------------------------------------------------------------------
     def put_windows(self, machine_id: str, mkey: str, windows: list[Window]) -> None:
         """Store (or update the outlier flags of) a measurement's windows; committed at once."""

@@ -44,6 +44,7 @@ from fsrt.bench.train_step import (
     train_unavailable_reason,
 )
 from fsrt.bench.worker import WorkerDied, WorkerFailed, WorkerPool
+from fsrt.complexity import layer_count
 
 
 class SweepProgress:
@@ -110,7 +111,8 @@ def base_point(job: Job, plan: BenchPlan, ceilings: Ceilings | None) -> Point:
     return Point(model=v.name, base=v.base, family=v.spec.family, strategy=st.name, alpha=st.alpha, e_d=st.e_d,
                  e_w=st.e_w, e_r=st.e_r, s=v.s, flops_mult=v.flops_mult, runtime=job.runtime, mode=job.mode,
                  precision=job.precision, batch=job.batch, resolution=v.spec.resolution, device=plan.device,
-                 threads=plan.threads, flops=cx.flops, params=cx.params, acts=cx.acts, mkey=job.mkey,
+                 threads=plan.threads, flops=cx.flops, params=cx.params, acts=cx.acts,
+                 layers=layer_count(v.spec), mkey=job.mkey,
                  l2=plan.window.l2 if plan.device.startswith("cuda") else "n/a (CPU)",
                  floor_compulsory_ms=floors[0], floor_layer_ms=floors[1])
 

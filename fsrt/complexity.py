@@ -7,6 +7,9 @@ shortcuts count, activation functions, adds and the SE multiply count nothing. B
 and connections come from ``fsrt.block_shapes``, the same shapes the module builder uses.
 ``measure_complexity`` is an independent counter that hooks the real layers of a built
 module; tests prove the two agree.
+
+``layer_count`` counts the conv and fully connected layers (SE and shortcut convs included):
+each is one kernel dispatch in every runtime, the per-layer cost term of a latency model.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class _Tally:
     flops: int = 0
     params: int = 0
     acts: int = 0
+    layers: int = 0  # conv and FC layers
 
     def conv(self, k: int, w_in: int, w_out: int, stride: int = 1, groups: int = 1, bias: bool = False) -> None:
         self.h = (self.h - 1) // stride + 1
@@ -57,6 +61,7 @@ class _Tally:
         self.flops += k * k * w_in * w_out * hw // groups + (w_out * hw if bias else 0)
         self.params += k * k * w_in * w_out // groups + (w_out if bias else 0)
         self.acts += w_out * hw
+        self.layers += 1
 
     def conv_bn(self, k: int, w_in: int, w_out: int, stride: int = 1, groups: int = 1) -> None:
         self.conv(k, w_in, w_out, stride, groups)
@@ -79,11 +84,13 @@ class _Tally:
         self.flops += other.flops * times
         self.params += other.params * times
         self.acts += other.acts * times
+        self.layers += other.layers * times
 
     def fc(self, w_in: int, w_out: int) -> None:
         self.flops += w_in * w_out + w_out
         self.params += w_in * w_out + w_out
         self.acts += w_out
+        self.layers += 1
 
     def snapshot(self) -> Complexity:
         return Complexity(self.flops, self.params, self.acts)
@@ -147,6 +154,7 @@ class PartComplexity:
     cx: Complexity
     shape: tuple[int, int, int]
     depth: int = 0
+    layers: int = 0  # conv and fully connected layers in this part
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,11 @@ class Breakdown:
             tot = tot + p.cx
         return tot
 
+    @property
+    def layers(self) -> int:
+        """Conv and fully connected layers of the whole network."""
+        return sum(p.layers for p in self.parts)
+
 
 def complexity_breakdown(spec: ModelSpec, resolution: int | None = None) -> Breakdown:
     """Stem, per-stage and head complexity of ``spec`` at ``resolution`` (default: train size)."""
@@ -172,29 +185,37 @@ def complexity_breakdown(spec: ModelSpec, resolution: int | None = None) -> Brea
     t = _Tally(r, r)
     parts = []
     _stem(t, spec.stem)
-    parts.append(PartComplexity("stem", t.snapshot(), (spec.stem.out_width, t.h, t.w)))
+    parts.append(PartComplexity("stem", t.snapshot(), (spec.stem.out_width, t.h, t.w), layers=t.layers))
     w_in = spec.stem.out_width
     for i, st in enumerate(spec.stages):
-        before = t.snapshot()
+        before, layers_before = t.snapshot(), t.layers
         _block(t, st, w_in, st.stride)
         if st.depth > 1:
             one = _Tally(t.h, t.w)
             _block(one, st, st.width, 1)
             t.absorb(one, st.depth - 1)
-        parts.append(PartComplexity(f"stage{i + 1}", t.snapshot() - before, (st.width, t.h, t.w), st.depth))
+        parts.append(PartComplexity(f"stage{i + 1}", t.snapshot() - before, (st.width, t.h, t.w), st.depth,
+                                    t.layers - layers_before))
         w_in = st.width
-    before = t.snapshot()
+    before, layers_before = t.snapshot(), t.layers
     if spec.head.width:
         t.conv_bn(1, w_in, spec.head.width)
         w_in = spec.head.width
     t.fc(w_in, spec.num_classes)
-    parts.append(PartComplexity("head", t.snapshot() - before, (spec.num_classes, 1, 1)))
+    parts.append(PartComplexity("head", t.snapshot() - before, (spec.num_classes, 1, 1),
+                                layers=t.layers - layers_before))
     return Breakdown(r, tuple(parts))
 
 
 def complexity(spec: ModelSpec, resolution: int | None = None) -> Complexity:
     """Total flops (multiply-adds), params and acts of ``spec`` at its train resolution."""
     return complexity_breakdown(spec, resolution).total
+
+
+def layer_count(spec: ModelSpec) -> int:
+    """Number of conv and fully connected layers of ``spec`` (SE convs and projection shortcuts
+    included; resolution does not change it): one kernel dispatch each when the network runs."""
+    return complexity_breakdown(spec).layers
 
 
 def measure_complexity(model, resolution: int, in_channels: int = 3) -> Complexity:

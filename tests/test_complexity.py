@@ -6,7 +6,7 @@ import random
 import pytest
 
 from conftest import SHARED_ZOO
-from fsrt.complexity import complexity, complexity_breakdown, measure_complexity
+from fsrt.complexity import complexity, complexity_breakdown, layer_count, measure_complexity
 from fsrt.models import build_model
 from fsrt.spec import HeadSpec, ModelSpec, StageSpec, StemSpec
 from fsrt.zoo import zoo_names, zoo_records, zoo_spec
@@ -120,6 +120,29 @@ def test_analytic_equals_hook_counter_on_zoo(name):
     assert measure_complexity(model, spec.resolution) == complexity(spec)
 
 
+def _built_layers(model) -> int:
+    from torch import nn
+
+    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_layer_count_equals_the_built_modules_conv_and_linear_layers(name):
+    spec = zoo_spec(name)
+    assert layer_count(spec) == _built_layers(build_model(spec, device="meta"))
+
+
+def test_layer_count_by_hand_and_per_part():
+    # RegNetX-200MF: stem conv; stages of X blocks (3 convs each) with a projection shortcut in each first
+    # block (all four change width and stride); no head conv; one FC.
+    spec = zoo_spec("RegNetX-200MF")
+    blocks = sum(st.depth for st in spec.stages)
+    assert layer_count(spec) == 1 + 3 * blocks + len(spec.stages) + 1
+    bd = complexity_breakdown(spec)
+    assert [p.layers for p in bd.parts] == [1, *(3 * st.depth + 1 for st in spec.stages), 1]
+    assert layer_count(spec.replace(resolution=64)) == layer_count(spec)  # resolution does not add layers
+
+
 def random_spec(rng: random.Random) -> ModelSpec:
     """A random valid spec mixing every block, stem and shortcut type."""
     stem_type = rng.choice(["simple", "res", "deep"])
@@ -152,3 +175,4 @@ def test_analytic_equals_hook_counter_on_random_specs(seed):
     for res in (spec.resolution, spec.resolution + 7):
         model = build_model(spec, device="meta")
         assert measure_complexity(model, res) == complexity(spec, res), (spec, res)
+    assert layer_count(spec) == _built_layers(build_model(spec, device="meta")), spec

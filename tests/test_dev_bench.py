@@ -75,3 +75,26 @@ def test_train_step_latency_script_puts_training_next_to_inference():
         assert all(-1 <= r[key][0] <= 1 for key in ("infer_r", "train_r", "forward_r", "backward_r"))
     assert len(doc["split"]) == 3 and all(s["forward_ms"] > 0 and s["backward_ms"] > 0 for s in doc["split"])
     assert doc["command"][:4] == ["fsrt", "bench", "--mode", "both"] and doc["load_avg_1m"]["start"] >= 0
+
+
+def test_latency_model_script_fits_on_small_members_and_reports_held_out_errors():
+    doc = _run("latency_model.py", "--quick", "--json")
+    (rt,) = doc["runtimes"]
+    assert rt["series"] == "eager" and rt["model"]["n"] == 10  # base + 3 strategies x s=2,4,8
+    held = {h["scenario"]: h for h in rt["held_out"]}
+    assert held["extrapolate"]["description"] == "fit on s <= 4, predict s = 8"
+    assert held["extrapolate"]["n"] == 3 and held["leave-one-out"]["n"] == 10
+    for h in held.values():
+        assert all(p["measured_ms"] > 0 and p["predicted_ms"] > 0 for p in h["predictions"])
+        assert 0 <= h["median_abs_error"] <= h["p90_abs_error"]
+    assert len(doc["load"]["before"]) == 3 and doc["noise"]["windows"] > 0
+
+
+def test_latency_model_form_extrapolates_a_simulated_per_layer_machine():
+    # No measurement: each layer of each network costs max(compute at a shape-dependent rate, bytes moved)
+    # plus a dispatch cost. The whole-network model, fitted on s <= 4, must carry that to s = 32.
+    doc = _run("latency_model.py", "--simulate", "--bases", "RegNetY-400MF,EfficientNet-B0", "--json")
+    assert [r["series"] for r in doc["runtimes"]] == ["simulated (effnet)", "simulated (regnety)"]
+    for r in doc["runtimes"]:
+        ext = next(h for h in r["held_out"] if h["scenario"] == "extrapolate")
+        assert ext["n"] == 9 and ext["median_abs_error"] < 0.05 and ext["p90_abs_error"] < 0.08, r["series"]

@@ -221,7 +221,7 @@ def test_report_files_and_csv(fixture_report):
     for name in ("report.md", "report.html", "points.csv", "summary.json"):
         assert (out / name).stat().st_size > 0
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
-    assert len(pngs) == 4 and all(p.startswith("run1_") for p in pngs)
+    assert len(pngs) == 5 and all(p.startswith("run1_") for p in pngs)  # no latency-model plot: no layer counts
     assert {str(v.relative_to(out)) for v in written.values()} >= {f"plots/{p}" for p in pngs}
     with open(out / "points.csv", newline="") as f:
         rows = list(csv.DictReader(f))
