@@ -248,6 +248,7 @@ def test_checkpoint_source_runs_with_its_weights_unscaled_only(tmp_path):
     trained = build_model(spec)
     with torch.no_grad():
         trained.head.fc.bias.fill_(0.5)  # a weight no initialization produces
+        trained.train()(torch.randn(4, 3, 32, 32))  # BatchNorm statistics a training run would have moved
     ckpt = tmp_path / "last.pt"
     torch.save({"spec": spec.to_dict(), "model": trained.state_dict(), "ema": None}, ckpt)
     plan = BenchPlan(sources=(str(ckpt),), strategies=(parse_strategy("w"),), s_values=(1.0, 2.0))
