@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fsrt.bench.analysis import by_series, counted, distinct, series_labels
-from fsrt.bench.ceilings import ELEMENT_BYTES
 from fsrt.bench.nnls import nnls
 from fsrt.bench.points import Point
 from fsrt.bench.stats import percentile
@@ -49,9 +48,12 @@ SMALL_S = 4.0  # extrapolation check: fit on s <= SMALL_S, predict the larger me
 
 
 def element_bytes(precision: str | None) -> int:
-    """Bytes per tensor element at a precision (4 for fp32 and anything unknown); the one place the
-    latency model and the roofline chart read it."""
-    return ELEMENT_BYTES.get(str(precision), 4)
+    """Bytes per tensor element at a precision (``fsrt.precision``'s table; 4 for anything it does
+    not name); the one place the latency model and the roofline chart read it."""
+    from fsrt.precision import PRECISIONS
+
+    known = PRECISIONS.get(str(precision))
+    return known.element_bytes if known else 4
 
 
 def terms(flops: int, params: int, acts: int, layers: int, batch: int, precision: str | None) -> np.ndarray:
