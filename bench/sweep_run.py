@@ -347,6 +347,8 @@ class Sweep:
                 self.progress.step(ready[mkey][0].job.label)
 
         states = run_rounds(list(ready), execute, cfg, prior, on_window)
+        for mkey in ready.keys() - finished:  # ended by --max-rounds or the budget, unsettled
+            self.progress.step(ready[mkey][0].job.label)
         for mkey, (entry, base, prep) in ready.items():
             point = measured_point(base, states[mkey], prep, self.plan)
             if point.status != Status.ERROR:

@@ -97,14 +97,15 @@ def _question(base, target_flops, runtime, precision, batch, threads_text, devic
     """Validate every option before anything is opened or written."""
     from fsrt.bench.advise import Question
     from fsrt.bench.runners import select_runners
-    from fsrt.commands.bench import _device, _threads
+    from fsrt.commands.bench import _threads
     from fsrt.complexity import complexity
+    from fsrt.device import resolve_device
     from fsrt.errors import FsrtError
-    from fsrt.exporters.precision import get_precision
-    from fsrt.sizes import human, parse_size
+    from fsrt.precision import get_precision
+    from fsrt.sizes import human, parse_count
     from fsrt.source import get_spec
 
-    target = parse_size(target_flops, "--target-flops")
+    target = parse_count(target_flops, "--target-flops")
     if not 0 < tolerance < 1:
         raise FsrtError(f"--tolerance must be a fraction between 0 and 1, got {tolerance:g}")
     if batch <= 0:
@@ -112,7 +113,7 @@ def _question(base, target_flops, runtime, precision, batch, threads_text, devic
     if resolution is not None and resolution < 8:
         raise FsrtError(f"--resolution must be at least 8 pixels, got {resolution}")
     prec = get_precision(precision).name
-    dev = _device(device)
+    dev = str(resolve_device(device))
     name = runtime.strip().lower()
     if name in ("auto", "all") or "," in name:
         raise FsrtError(f"--runtime takes one runtime name, got {runtime!r}")
