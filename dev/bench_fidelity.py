@@ -49,8 +49,8 @@ print(np.percentile(ts, 10), np.median(ts), len(ts))
 def fsrt_figures(model: str, resolution: int | None, threads: int, work: Path, i: int) -> dict[str, float]:
     """One fresh ``fsrt bench`` measurement (new database, cached graph files) -> runtime: figure ms."""
     cmd = [str(BIN / "fsrt"), "bench", model, "--strategy", "w", "--sweep", "s=1", "--runtimes", "ort,openvino",
-           "--threads", str(threads), "--out", str(work / "bench"), "--db", str(work / f"db-{i}.db"), "--no-report",
-           "--json"]
+           "--precision", "fp32", "--threads", str(threads), "--out", str(work / "bench"), "--db",
+           str(work / f"db-{i}.db"), "--no-report", "--json"]
     if resolution:
         cmd += ["--resolution", str(resolution)]
     doc = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)

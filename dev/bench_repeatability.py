@@ -31,7 +31,8 @@ from fsrt.bench.store import Store
 
 BIN = Path(sys.executable).parent
 QUICK = ["RegNetX-200MF", "--resolution", "32", "--strategy", "w,dwr", "--sweep", "s=1,2", "--runtimes", "eager",
-         "--threads", "1", "--measure-s", "0.02", "--warmup-s", "0.05", "--max-rounds", "7", "--no-report"]
+         "--precision", "fp32", "--threads", "1", "--measure-s", "0.02", "--warmup-s", "0.05", "--max-rounds", "7",
+         "--no-report"]
 
 
 def run_bench(args: list[str], folder: Path) -> tuple[float, dict]:
@@ -86,7 +87,8 @@ def compare_points(p1: list[dict], p2: list[dict]) -> dict:
         if not p["latency_ms"] or q is None or mk in seen:
             continue
         seen.add(mk)
-        rows.append({"model": p["model"], "runtime": p["runtime"], "first_ms": p["latency_ms"],
+        rows.append({"model": p["model"], "runtime": p["runtime"], "precision": p["precision"],
+                     "first_ms": p["latency_ms"],
                      "second_ms": q["latency_ms"], "ratio": q["latency_ms"] / p["latency_ms"],
                      "first_ci": [p["latency_lo_ms"], p["latency_hi_ms"]],
                      "second_ci": [q["latency_lo_ms"], q["latency_hi_ms"]]})
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(doc, indent=2))
         return doc
     for r in pts["points"]:
-        print(f"{r['model']:28s} {r['runtime']:9s} {r['first_ms']:8.3f} {r['second_ms']:8.3f}  x{r['ratio']:.4f}")
+        print(f"{r['model']:28s} {r['runtime']:9s} {r['precision']:5s} {r['first_ms']:8.3f} {r['second_ms']:8.3f}"
+              f"  x{r['ratio']:.4f}")
     print(f"mean |log ratio| {100 * pts['mean_abs_log_ratio']:.2f}%, worst {100 * pts['worst_abs_log_ratio']:.2f}%, "
           f"intervals overlap on {pts['overlapping_intervals']} of {len(pts['points'])} points")
     for k, v in verdicts.items():

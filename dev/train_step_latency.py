@@ -26,9 +26,10 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 DEFAULT = ["RegNetY-400MF", "--strategy", "dwr,dWr,w", "--sweep", "s=1..4", "--resolution", "128", "--runtimes",
-           "eager", "--threads", "1"]
+           "eager", "--threads", "1", "--precision", "fp32"]
 QUICK = ["RegNetX-200MF", "--resolution", "32", "--strategy", "w", "--sweep", "s=1,2,4", "--runtimes", "eager",
-         "--threads", "1", "--batch", "4", "--measure-s", "0.02", "--warmup-s", "0.05", "--max-rounds", "6"]
+         "--precision", "fp32", "--threads", "1", "--batch", "4", "--measure-s", "0.02", "--warmup-s", "0.05",
+         "--max-rounds", "6"]
 
 
 def run_bench(args: list[str], folder: Path) -> tuple[float, dict]:
