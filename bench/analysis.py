@@ -344,6 +344,8 @@ def fastest_strategy(points: list[Point], labels: dict[tuple, str], series: str,
         if len(strategies) < 2:
             continue
         common = set.intersection(*({p.s for p in g} for g in strategies.values()))
+        # an s where every strategy gives the same network (the base at s=1) has nothing to compare
+        common = {s for s in common if len({p.measurement_id for p in grp if p.s == s}) > 1}
         if not common:
             continue
         s = max(common)

@@ -394,3 +394,23 @@ def test_bad_timing_input(tmp_path, extra, fragment):
     res = run_fsrt("bench", *extra, "--db", str(tmp_path / "x.db"), "--out", str(tmp_path / "o"))
     assert_one_line_error(res, fragment)
     assert not (tmp_path / "x.db").exists()
+
+
+def test_no_fastest_strategy_where_every_strategy_is_the_same_network():
+    """Half precisions are measured at the smallest s only, where all strategies are the base model:
+    naming a 'fastest strategy' there would compare a network with itself."""
+    from fsrt.bench import analysis
+
+    def pt(strategy, s, mkey, ms):
+        return Point(model=f"B@{strategy}:s={s:g}" if s > 1 else "B", base="B", strategy=strategy, alpha=None, s=s,
+                     runtime="eager", mode="infer", precision="bf16", batch=1, status="ok", mkey=mkey,
+                     latency_ms=ms, latency_lo_ms=ms * 0.99, latency_hi_ms=ms * 1.01)
+
+    only_base = [pt("w", 1.0, "base", 5.0), pt("dwr", 1.0, "base", 5.0)]
+    labels = analysis.series_labels(only_base)
+    assert analysis.fastest_strategy(only_base, labels, labels[analysis.series_key(only_base[0])]) == []
+    # with a scaled member each, the comparison is made at the largest s where the networks differ
+    grown = only_base + [pt("w", 2.0, "w2", 7.0), pt("dwr", 2.0, "dwr2", 9.0)]
+    labels = analysis.series_labels(grown)
+    (row,) = analysis.fastest_strategy(grown, labels, labels[analysis.series_key(grown[0])])
+    assert (row["s"], row["fastest"].split()[0], row["next"].split()[0]) == (2.0, "w", "dwr")
