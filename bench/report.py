@@ -27,7 +27,7 @@ from pathlib import Path
 from fsrt.bench import analysis, plots
 from fsrt.bench.store import POINT_COLUMNS
 from fsrt.errors import FsrtError
-from fsrt.io import atomic_write_bytes
+from fsrt.io import write_folder
 
 CSV_COLUMNS = ("run_id", "run_name", "machine_id", "id", *[c for c in POINT_COLUMNS if c != "spec_json"],
                "eff_compulsory", "eff_layer")
@@ -401,16 +401,13 @@ def _points_csv(runs: list[RunData]) -> str:
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Check the report folder can be used (create it with ``plots/``); a file in the way is an FsrtError."""
+    """Check the report folder can be used, creating nothing: a file at ``out_dir`` or in its
+    path is an FsrtError. The folder appears only when the whole report is written."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FsrtError(f"report folder {out} is a file; pass --out a folder (nothing was written)")
-    try:
-        (out / "plots").mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise FsrtError(f"cannot create the report folder {out}: a file is in the way (nothing was written)") from None
-    except PermissionError:
-        raise FsrtError(f"cannot create the report folder {out}: permission denied") from None
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise FsrtError(f"cannot create the report folder {out}: a file is in the way (nothing was written)")
     return out
 
 
@@ -487,9 +484,5 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
         "markdown": ("report.md", doc.to_markdown().encode("utf-8")),
         "html": ("report.html", doc.to_html(images, title).encode("utf-8")),
     }
-    written: dict[str, Path] = {}
-    for rel, png in sorted(images.items()):
-        written[rel] = atomic_write_bytes(out / rel, png)
-    for key, (name, data) in files.items():
-        written[key] = atomic_write_bytes(out / name, data)
-    return written
+    paths = write_folder(out, {**dict(sorted(images.items())), **dict(files.values())}, "the report folder")
+    return {**{rel: paths[rel] for rel in sorted(images)}, **{key: paths[name] for key, (name, _) in files.items()}}

@@ -25,3 +25,42 @@ def first_line(e: BaseException) -> str:
     third-party errors often span many lines, and fsrt reports one."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+class Interrupted(FsrtError):
+    """The user interrupted the work (Ctrl-C / SIGTERM); the message says what was kept and how to
+    resume. Exit code 130, the shell's code for an interrupted command."""
+
+    exit_code = 130
+
+
+def os_error_text(e: OSError) -> str:
+    """What an ``OSError`` means for the user, in words: ``strerror`` when the OS gave one
+    (``No space left on device``), otherwise the first line of the message."""
+    return e.strerror or first_line(e)
+
+
+def write_failure(e: OSError, where: str) -> FsrtError:
+    """A one-line ``FsrtError`` for a failed write into ``where``, saying what to do about it."""
+    import errno
+
+    advice = {
+        errno.ENOSPC: "free some space or write elsewhere",
+        errno.EDQUOT: "free some space (disk quota exceeded) or write elsewhere",
+        errno.EROFS: "the file system is read-only; write elsewhere",
+        errno.EACCES: "it is not writable by you; fix its permissions or write elsewhere",
+        errno.EPERM: "it is not writable by you; fix its permissions or write elsewhere",
+    }.get(e.errno, "write elsewhere")
+    return FsrtError(f"cannot write {where}: {os_error_text(e)}; {advice} (nothing was written)")
+
+
+def interrupt_in_chain(e: BaseException | None) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) that ``e`` is or was raised
+    from, if any: libraries such as the ONNX exporter wrap it in their own errors."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
