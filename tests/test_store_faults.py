@@ -1,0 +1,243 @@
+"""The results database under faults: read-only, locked, disk full (creating and writing), an
+unwritable folder, a bad schema version, an empty file opened by a read-only command, and a run
+name shared by two runs. Every failure says what is really wrong in one line and changes nothing.
+
+Disk full is injected with SQLite's own page limit (``PRAGMA max_page_count``), which fails a
+write with the very error (SQLITE_FULL) a full disk gives; a read-only file is SQLite's own
+read-only mode (what it falls back to when the file cannot be opened for writing).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from fault_helpers import listing, no_temp_files, run_main, unwritable_folder
+
+from conftest import assert_one_line_error, run_fsrt
+from fsrt.bench import sqlite_file
+from fsrt.bench import store as store_module
+from fsrt.bench.store import Store
+from fsrt.errors import FsrtError
+
+
+def _point(**kw):
+    base = {"model": "m", "strategy": "w", "s": 1.0, "runtime": "eager", "precision": "fp32", "batch": 1,
+            "flops": 10, "params": 2, "acts": 3, "status": "ok", "median_ms": 1.0}
+    return {**base, **kw}
+
+
+def _filled(db) -> int:
+    with Store(db) as st:
+        st.add_machine("m1", {"cpu": "x"})
+        run = st.start_run("sweep", "m1", {"a": 1})
+        st.put_point(run, "m1", "k1", _point())
+    return run
+
+
+def _integrity(db) -> str:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _page_limited_connect(extra_pages: int):
+    """``sqlite3.connect`` whose connections may grow the file by at most ``extra_pages`` pages."""
+    real = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        con = real(*args, **kwargs)
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count = {max(1, pages + extra_pages)}")
+        return con
+
+    return connect
+
+
+# -- 8: disk full while creating a database ---------------------------------------------------------------
+def test_disk_full_while_creating_leaves_no_database(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite3, "connect", _page_limited_connect(2))
+    db = tmp_path / "runs" / "fsrt.db"
+    with pytest.raises(FsrtError, match="disk is full") as info:
+        Store(db)
+    assert "nothing was written" in str(info.value) and "corrupt" not in str(info.value)
+    assert listing(tmp_path) == ["runs"]  # no half-built database, no temp file or journal
+    monkeypatch.undo()
+    _filled(db)  # once there is space, the same path just works
+    assert _integrity(db) == "ok"
+
+
+# -- 4: disk full while writing to an existing database -----------------------------------------------------
+def test_disk_full_on_an_existing_database_keeps_what_was_stored(tmp_path, monkeypatch):
+    db = tmp_path / "fsrt.db"
+    run = _filled(db)
+    monkeypatch.setattr(sqlite3, "connect", _page_limited_connect(0))
+    stored = 0
+    with Store(db) as st:
+        with pytest.raises(FsrtError, match="the disk is full") as info:
+            for i in range(200):  # big points until a new page is needed
+                st.put_point(run, "m1", f"big{i}", _point(reason="x" * 1500, median_ms=2.0))
+                stored += 1
+    assert "what was stored before is intact" in str(info.value)
+    monkeypatch.undo()
+    assert _integrity(db) == "ok"
+    with Store(db) as st:  # every committed point is there and whole, the failed one is not there at all
+        points = st.run_points(run)
+    assert [p["median_ms"] for p in points] == [1.0] + [2.0] * stored
+    assert all(p["reason"] == "x" * 1500 for p in points[1:])
+
+
+def test_disk_full_during_bench_is_one_line(tmp_path, capsys, monkeypatch):
+    db = tmp_path / "fsrt.db"
+    run = _filled(db)
+    with Store(db) as st:  # fill the points page, so the bench's first point needs a page the disk does not have
+        st.put_point(run, "m1", "filler", _point(reason="x" * 3500))
+    monkeypatch.setattr(sqlite3, "connect", _page_limited_connect(0))
+    res = run_main(capsys, "bench", "RegNetX-200MF", "--resolution", "32", "--sweep", "s=1", "--strategy", "w",
+                   "--runtimes", "eager", "--measure-s", "0.05", "--warmup-s", "0.02", "--threads", "1",
+                   "--db", str(db), "--out", str(tmp_path / "run"), "--no-report", "--json")
+    assert_one_line_error(res, "disk is full", str(db))
+    assert _integrity(db) == "ok"
+    with Store(db) as st:
+        assert len(st.run_points(run)) == 2  # the earlier run is intact
+
+
+# -- 5: a read-only database -------------------------------------------------------------------------------------
+def test_read_only_database_is_refused_before_writing(tmp_path, monkeypatch):
+    db = tmp_path / "fsrt.db"
+    _filled(db)
+    before = db.read_bytes()
+    real_access = os.access
+    monkeypatch.setattr(sqlite_file.os, "access",
+                        lambda p, mode: False if str(p) == str(db) and mode & os.W_OK else real_access(p, mode))
+    with pytest.raises(FsrtError, match="is read-only; make it writable"):
+        Store(db)
+    assert db.read_bytes() == before
+
+
+def test_write_to_a_database_sqlite_opened_read_only_is_one_line(tmp_path):
+    db = tmp_path / "fsrt.db"
+    _filled(db)
+    before = db.read_bytes()
+    with Store(db) as st:
+        st.db.close()
+        st.db = sqlite_file.connect(db, readonly=True, timeout=1)  # SQLite's state for a file it cannot write
+        with pytest.raises(FsrtError, match="is read-only") as info:
+            st.add_machine("m2", {"cpu": "y"})
+    assert "sqlite3" not in str(info.value) and db.read_bytes() == before
+
+
+def test_read_only_bench_db_through_the_cli(tmp_path, capsys, monkeypatch):
+    db = tmp_path / "fsrt.db"
+    _filled(db)
+    real_access = os.access
+    monkeypatch.setattr(sqlite_file.os, "access",
+                        lambda p, mode: False if str(p) == str(db) and mode & os.W_OK else real_access(p, mode))
+    res = run_main(capsys, "bench", "RegNetX-200MF", "--resolution", "32", "--sweep", "s=1", "--strategy", "w",
+                   "--runtimes", "eager", "--threads", "1", "--db", str(db), "--out", str(tmp_path / "run"))
+    assert_one_line_error(res, "read-only")
+
+
+# -- 6: a schema version that is not an integer ---------------------------------------------------------------
+def test_non_integer_schema_version(tmp_path):
+    db = tmp_path / "fsrt.db"
+    _filled(db)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE meta SET value='1.x' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    assert_one_line_error(run_fsrt("report", "--list", "--db", str(db)), "unreadable schema version '1.x'")
+    assert db.read_bytes() == before
+
+
+# -- 9: locked is not corrupt; neither is an unwritable folder -------------------------------------------------------
+@pytest.fixture
+def locked_db(tmp_path):
+    """A healthy database that another process holds an exclusive lock on."""
+    db = tmp_path / "fsrt.db"
+    _filled(db)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         f"con = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+         "con.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    yield db, holder.pid
+    holder.kill()
+    holder.wait()
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_locked_database_names_the_process_holding_it(locked_db, monkeypatch, readonly):
+    db, pid = locked_db
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    with pytest.raises(FsrtError) as info:
+        Store(db, readonly=readonly)
+    msg = str(info.value)
+    assert f"is locked by PID {pid}" in msg and "corrupt" not in msg and "move it aside" not in msg
+
+
+def test_locked_database_through_the_cli(locked_db, capsys, monkeypatch):
+    db, pid = locked_db
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    assert_one_line_error(run_main(capsys, "report", "--list", "--db", str(db)), f"locked by PID {pid}")
+
+
+def test_new_database_in_an_unwritable_folder_says_so(tmp_path):
+    for db in (unwritable_folder() / "fsrt.db", unwritable_folder().parent / "fsrt-test.db"):
+        with pytest.raises(FsrtError) as info:
+            Store(db)
+        msg = str(info.value)
+        assert "corrupt" not in msg, msg
+        assert any(why in msg for why in ("not permitted", "Permission denied", "not writable")), msg
+        assert not db.exists()
+
+
+def test_unwritable_folder_of_an_existing_database_says_so(tmp_path, monkeypatch):
+    db = tmp_path / "fsrt.db"
+    _filled(db)
+    real_access = os.access
+    monkeypatch.setattr(sqlite_file.os, "access",
+                        lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode))
+    with pytest.raises(FsrtError, match=f"its folder {tmp_path} is not writable"):
+        Store(db)
+
+
+# -- 21: read-only commands never write ----------------------------------------------------------------------------
+def test_report_list_on_an_empty_file_writes_nothing(tmp_path):
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    assert_one_line_error(run_fsrt("report", "--list", "--db", str(empty)), "is empty, not an fsrt results database")
+    assert empty.read_bytes() == b"" and listing(tmp_path) == ["empty.db"]
+
+
+def test_report_opens_the_database_read_only(tmp_path):
+    db = tmp_path / "fsrt.db"
+    _filled(db)
+    before = (db.read_bytes(), db.stat().st_mtime_ns)
+    res = run_fsrt("report", "--list", "--db", str(db), "--json")
+    assert res.code == 0 and [r["name"] for r in res.json()] == ["sweep"]
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before and no_temp_files(tmp_path)
+
+
+# -- 25: two runs sharing a name ------------------------------------------------------------------------------------
+def test_report_refuses_a_name_shared_by_two_runs_and_takes_an_id(tmp_path):
+    db = tmp_path / "fsrt.db"
+    with Store(db) as st:
+        st.add_machine("m1", {"cpu": "x"})
+        first = st.start_run("sweep", "m1", {"batch": 1})
+        second = st.start_run("sweep", "m1", {"batch": 8})
+        for run in (first, second):
+            st.put_point(run, "m1", f"k{run}", _point(batch=run))
+    res = run_fsrt("report", "sweep", "--db", str(db), "--out", str(tmp_path / "rep"))
+    assert_one_line_error(res, "2 runs", "named 'sweep'", f"ids {first}, {second}")
+    assert not (tmp_path / "rep").exists()
+    by_id = run_fsrt("report", str(first), "--db", str(db), "--out", str(tmp_path / "rep"), "--json")
+    assert by_id.code == 0, by_id.err
+    assert [r["id"] for r in by_id.json()["runs"]] == [first]
