@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsrt.errors import CheckFailed, FsrtError, first_line
+from fsrt.errors import CheckFailed, FsrtError, first_line, interrupt_in_chain
 from fsrt.io import atomic_write_bytes
 from fsrt.spec import ModelSpec
 
@@ -129,6 +129,8 @@ def _export_graph(model, example, batch: BatchSpec, opset: int, translation_tabl
                                         input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], optimize=True,
                                         **kwargs)
         except Exception as e:
+            if interrupt_in_chain(e):  # Ctrl-C while tracing is an interruption, not an exporter failure
+                raise KeyboardInterrupt from e
             raise FsrtError(f"the ONNX exporter failed: {_first_line(e)}") from e
     return program.model_proto
 

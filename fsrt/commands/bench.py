@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fsrt.commands.common import err_console, json_option, positive_int, print_json
+from fsrt.commands.common import err_console, finite_positive, json_option, print_json, resolution_px, thread_count
 
 DEFAULT_STRATEGIES = "dwr,dWr,w"
 
@@ -15,8 +15,10 @@ DEFAULT_STRATEGIES = "dwr,dWr,w"
 def _ints(text: str, what: str) -> tuple[int, ...]:
     from fsrt.errors import FsrtError
 
+    if any(not v.strip() for v in text.split(",")):
+        raise FsrtError(f"{what} {text!r} has an empty item: give comma-separated integers such as 1,8,32")
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise FsrtError(f"{what} must be comma-separated integers, got {text!r}") from None
     if not values or any(v <= 0 for v in values):
@@ -73,16 +75,19 @@ def _device(text: str) -> str:
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,32.")
 @click.option("--precision", default="fp32", show_default=True, help="Precisions: fp32, fp16, bf16 (comma list).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--threads", type=int, default=None, callback=positive_int("--threads"),
+@click.option("--threads", type=int, default=None, callback=thread_count("--threads"),
               help="CPU threads for every runtime (default: all cores).")
-@click.option("--resolution", type=int, default=None, help="Base resolution before scaling (default: the spec's).")
+@click.option("--resolution", type=int, default=None, callback=resolution_px("--resolution"),
+              help="Base resolution before scaling (default: the spec's).")
 @click.option("--channels-last", is_flag=True, help="Eager/compile runners use channels_last memory format.")
 @click.option("--cuda-graphs", is_flag=True, help="Eager runner replays a captured CUDA graph (GPU only).")
 @click.option("--l2", type=click.Choice(["warm", "cold"]), default="warm", show_default=True,
               help="GPU: time with a warm L2, or flush it before every call.")
-@click.option("--measure-s", type=float, default=1.5, show_default=True, help="Seconds of timed calls per point.")
-@click.option("--warmup-s", type=float, default=0.5, show_default=True, help="Seconds of warm-up per point.")
-@click.option("--cv", "cv_threshold", type=float, default=0.10, show_default=True,
+@click.option("--measure-s", type=float, default=1.5, show_default=True, callback=finite_positive("--measure-s"),
+              help="Seconds of timed calls per point.")
+@click.option("--warmup-s", type=float, default=0.5, show_default=True, callback=finite_positive("--warmup-s"),
+              help="Seconds of warm-up per point.")
+@click.option("--cv", "cv_threshold", type=float, default=0.10, show_default=True, callback=finite_positive("--cv"),
               help="Re-measure a point whose coefficient of variation exceeds this.")
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("runs/bench"),
               show_default=True, help="Run folder: its name names the run; the report goes to OUT/report.")
@@ -109,7 +114,7 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
       fsrt bench --runtimes all --precision fp32,bf16 --out runs/cpu-all
     """
     from fsrt.bench.timing import TimingConfig
-    from fsrt.errors import FsrtError
+    from fsrt.errors import FsrtError, Interrupted
     from fsrt.exporters.precision import get_precision
     from fsrt.scaling import check_s
     from fsrt.sweep import parse_sweep
@@ -121,27 +126,29 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
         raise FsrtError(f"--sweep must sweep s (the flops multiplier), got {name!r}; e.g. --sweep s=1..32")
     s_values = tuple(check_s(s) for s in s_values)
     precisions = tuple(get_precision(p).name for p in precision.split(",") if p.strip()) or ("fp32",)
-    for value, what in ((measure_s, "--measure-s"), (warmup_s, "--warmup-s"), (cv_threshold, "--cv")):
-        if value <= 0:
-            raise FsrtError(f"{what} must be positive, got {value:g}")
-    if resolution is not None and resolution < 8:
-        raise FsrtError(f"--resolution must be at least 8 pixels, got {resolution}")
     nthreads = threads or os.cpu_count() or 1
     strategies, batches = _strategies(alpha, strategy), _ints(batch, "--batch")
     from fsrt.bench.sweep_run import BenchPlan, plan_variants, run_sweep
 
     dev = _device(device)
+    if cuda_graphs and not dev.startswith("cuda"):
+        raise FsrtError(f"--cuda-graphs replays a CUDA graph and needs a GPU, but the device is {dev}; drop it "
+                        "or use --device cuda")
     plan = BenchPlan(sources=tuple(models) or ("RegNetY-400MF",), strategies=strategies,
                      s_values=s_values, batches=batches, precisions=precisions, device=dev,
                      threads=nthreads, resolution=resolution, channels_last=channels_last, cuda_graphs=cuda_graphs,
                      timing=TimingConfig(warmup_s=warmup_s, measure_s=measure_s, cv_threshold=cv_threshold, l2=l2))
     variants = plan_variants(plan)  # validates models and strategies before anything is written
+    _check_memory(variants, batches, precisions, dev)
     from fsrt.bench.runners import select_runners
 
     runners, skipped = select_runners(runtimes, dev)
     if not runners:
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise FsrtError(f"no requested runtime can run here ({reasons})")
+    from fsrt.io import check_writable_folder
+
+    check_writable_folder(out_dir, "the run folder --out")  # before measuring, not after
 
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -180,7 +187,7 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
             try:
                 records = run_sweep(plan, variants, runners, store, run_id, mid, out_dir / "work", on_point)
             except KeyboardInterrupt:
-                raise FsrtError("interrupted; measured points are stored: rerun the same command to resume") from None
+                raise Interrupted("interrupted; measured points are stored: rerun the same command to resume") from None
         store.finish_run(run_id)
         paths = {}
         if not no_report:
@@ -197,6 +204,21 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
     _print_table(records)
     if paths:
         out.print(f"report: {paths.get('html', out_dir / 'report')}")
+
+
+def _check_memory(variants, batches: tuple[int, ...], precisions: tuple[str, ...], device: str) -> None:
+    """Refuse, before anything is built, a sweep whose largest model cannot even hold the float64
+    reference forward pass every point is checked against (on the CPU), nor one forward pass on
+    the GPU, in the memory available."""
+    from fsrt.memory_estimate import check_fits, inference_memory
+
+    batch = max(batches)
+    worst = max(variants, key=lambda v: inference_memory(v.spec, batch).total_bytes)
+    what, advice = f"{worst.name} at {worst.spec.resolution} px, batch {batch}", "lower --resolution, --batch or s"
+    check_fits(inference_memory(worst.spec, batch, bytes_per_value=8), "cpu", what + " (float64 reference)", advice)
+    if device.startswith("cuda"):
+        half = all(p in ("fp16", "bf16") for p in precisions)
+        check_fits(inference_memory(worst.spec, batch, bytes_per_value=2 if half else 4), device, what, advice)
 
 
 def _cell(rec: dict | None) -> str:

@@ -41,3 +41,53 @@ def positive_int(what: str):
         return value
 
     return check
+
+
+def resolution_px(what: str):
+    """A click callback rejecting input sizes below the smallest every network takes (8 px)."""
+    from fsrt.spec import MIN_RESOLUTION
+
+    def check(ctx, param, value):
+        if value is not None and value < MIN_RESOLUTION:
+            raise FsrtError(f"{what} must be at least {MIN_RESOLUTION} pixels, got {value}")
+        return value
+
+    return check
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), the bound for --threads."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def thread_count(what: str):
+    """A click callback for a thread count: 1 up to the CPUs this process may use. More threads
+    than CPUs only contend (and thousands cannot even be started)."""
+
+    def check(ctx, param, value):
+        if value is None:
+            return value
+        cpus = usable_cpus()
+        if not 1 <= value <= cpus:
+            raise FsrtError(f"{what} must be a positive integer up to the {cpus} CPUs this process can use, "
+                            f"got {value}")
+        return value
+
+    return check
+
+
+def finite_positive(what: str):
+    """A click callback for a float that must be a finite number > 0 (nan and inf are refused)."""
+    import math
+
+    def check(ctx, param, value):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise FsrtError(f"{what} must be a finite number > 0, got {value:g}")
+        return value
+
+    return check
