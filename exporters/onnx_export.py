@@ -129,8 +129,9 @@ def _export_graph(model, example, batch: BatchSpec, opset: int, translation_tabl
                                         input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], optimize=True,
                                         **kwargs)
         except Exception as e:
-            if interrupt_in_chain(e):  # Ctrl-C while tracing is an interruption, not an exporter failure
-                raise KeyboardInterrupt from e
+            interrupt = interrupt_in_chain(e)
+            if interrupt is not None:  # Ctrl-C while tracing is an interruption, not an exporter failure
+                raise interrupt from None
             raise FsrtError(f"the ONNX exporter failed: {_first_line(e)}") from e
     return program.model_proto
 

@@ -171,7 +171,9 @@ def describe_failure(e: BaseException) -> tuple[int, str] | None:
 
 
 def _terminated(interrupt: BaseException | None) -> bool:
-    return isinstance(interrupt, Terminated)
+    from fsrt.errors import exception_chain
+
+    return any(isinstance(x, Terminated) for x in exception_chain(interrupt))
 
 
 def _is_out_of_memory(e: BaseException) -> bool:

@@ -54,13 +54,16 @@ def write_failure(e: OSError, where: str) -> FsrtError:
     return FsrtError(f"cannot write {where}: {os_error_text(e)}; {advice} (nothing was written)")
 
 
+def exception_chain(e: BaseException | None):
+    """``e``, then the exception it was raised from or during, and so on (each once)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
 def interrupt_in_chain(e: BaseException | None) -> KeyboardInterrupt | None:
     """The KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) that ``e`` is or was raised
     from, if any: libraries such as the ONNX exporter wrap it in their own errors."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
+    return next((x for x in exception_chain(e) if isinstance(x, KeyboardInterrupt)), None)

@@ -102,16 +102,19 @@ def refuse_existing(path: str | Path, force: bool) -> Path:
 
 
 def check_writable_folder(folder: str | Path, what: str) -> Path:
-    """Make sure files can be created in ``folder`` (creating it), before long work starts:
-    a temp file is created and removed there; failure is a one-line ``FsrtError``."""
+    """Make sure ``folder`` can be created and written, before long work starts, without
+    leaving anything: a temp file is made and removed in it, or in the nearest folder above it
+    that exists. Failure is a one-line ``FsrtError``."""
     p = Path(folder)
+    probe_in = p
+    while not probe_in.exists() and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise FsrtError(f"cannot use {what} {p}: {probe_in} is a file, not a folder")
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".fsrt-probe.", dir=p)
+        fd, probe = tempfile.mkstemp(prefix=".fsrt-probe.", suffix=".tmp", dir=probe_in)
         os.close(fd)
         os.unlink(probe)
-    except (FileExistsError, NotADirectoryError):
-        raise FsrtError(f"cannot use {what} {p}: a file is in the way") from None
     except OSError as e:
         raise FsrtError(f"cannot write into {what} {p}: {os_error_text(e)}; fix it or choose another "
                         "place (nothing was measured or written)") from None

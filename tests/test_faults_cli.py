@@ -223,6 +223,23 @@ def test_ctrl_c_inside_the_onnx_exporter_is_an_interruption_not_an_exporter_fail
     assert os.listdir(tmp_path) == []
 
 
+def test_sigterm_wrapped_by_a_library_still_exits_143(capsys, monkeypatch, tmp_path):
+    import torch
+
+    from fsrt.cli import Terminated
+
+    def terminated_export(*args, **kwargs):
+        try:
+            raise Terminated
+        except Terminated as e:
+            raise RuntimeError("Failed to export the model with torch.export.") from e
+
+    monkeypatch.setattr(torch.onnx, "export", terminated_export)
+    res = run_main(capsys, "export", "RegNetX-200MF", "-r", "32", "-o", str(tmp_path / "m.onnx"))
+    assert_one_line_error(res, "terminated", code=143)
+    assert os.listdir(tmp_path) == []
+
+
 # -- disk full on a plain output ------------------------------------------------------------------------------
 def test_disk_full_writing_an_output_is_one_line_and_leaves_nothing(capsys, monkeypatch, tmp_path):
     def full(fd):

@@ -131,3 +131,15 @@ def test_refuse_existing(tmp_path):
     assert refuse_existing(target, force=True) == target
     with pytest.raises(FsrtError, match="is a folder"):
         refuse_existing(tmp_path, force=True)
+
+
+def test_check_writable_folder_probes_without_leaving_anything(tmp_path):
+    from fsrt.io import check_writable_folder
+
+    assert check_writable_folder(tmp_path / "a" / "b", "the run folder") == tmp_path / "a" / "b"
+    assert listing(tmp_path) == []
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FsrtError, match="is a file, not a folder"):
+        check_writable_folder(tmp_path / "f" / "run", "the run folder")
+    with pytest.raises(FsrtError, match="cannot write into the run folder"):
+        check_writable_folder(unwritable_folder() / "run", "the run folder")
