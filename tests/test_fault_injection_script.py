@@ -1,0 +1,62 @@
+"""Smoke test of dev/fault_injection.py: its detectors catch what they must, and one real trial
+(Ctrl-C at a random moment of fsrt export, then a rerun) runs end to end with no failure."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = REPO / "dev" / "fault_injection.py"
+
+
+@pytest.fixture(scope="module")
+def fi():
+    spec = importlib.util.spec_from_file_location("fault_injection", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fault_injection"] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["fault_injection"]
+
+
+def test_detectors_flag_tracebacks_bad_output_and_damaged_data(fi, tmp_path):
+    trial = fi.Trial(0, "export", "sigint", seed=0)
+    fi.judge_output(trial, 1, "Traceback (most recent call last):\n  ...\nValueError: x\n", (130,))
+    assert trial.problems == ["traceback", "exit code 1, expected 130", "error output is not one final 'error:' line"]
+    clean = fi.Trial(1, "export", "sigint", seed=0)
+    fi.judge_output(clean, 130, "exporting ...\nerror: interrupted\n", (130,))
+    assert clean.ok
+
+    (tmp_path / "m.onnx").write_bytes(b"not an onnx file")
+    assert fi.check_export(tmp_path, finished=True)[0].startswith("m.onnx is corrupt")
+    (tmp_path / ".m.onnx.abc.tmp").write_bytes(b"")
+    assert fi.temp_leftovers(tmp_path) == [".m.onnx.abc.tmp"]
+
+    fi.prepare("bench", tmp_path)
+    assert fi.check_bench(tmp_path, finished=False) == []
+    con = sqlite3.connect(tmp_path / "fsrt.db")
+    con.execute("DELETE FROM run_points")
+    con.commit()
+    con.close()
+    assert fi.check_bench(tmp_path, finished=False) == ["the run stored before the fault was lost"]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.json").write_text('{"top1": NaN}')
+    assert fi.check_train(tmp_path, finished=True) == ["summary.json is not valid JSON (ValueError)",
+                                                       "finished without last.pt"]
+
+
+def test_one_trial_end_to_end(tmp_path):
+    out = tmp_path / "fi.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--n", "1", "--commands", "export", "--faults", "sigint",
+                           "--seed", "0", "--json", str(out)], capture_output=True, text=True, timeout=900)
+    summary = json.loads(out.read_text())
+    assert summary["runs"] == 1 and list(summary["by_command_and_fault"]) == ["export sigint"]
+    assert summary["failed"] == 0, summary["trials"]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
