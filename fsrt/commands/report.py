@@ -26,23 +26,18 @@ def default_out_dir(db: Path, runs: list[dict]) -> Path:
     return db.parent / folder / "report"
 
 
-def select_run(stored: list[dict], ref: str, db: Path) -> dict:
-    """The run ``ref`` names: an id, or a name that exactly one run has. A name shared by several
-    runs (the same --out with another config) is refused with their ids, never guessed."""
+def check_unambiguous(stored: list[dict], ref: str, db: Path) -> None:
+    """Refuse a run name shared by several runs (the same --out with another config), listing
+    their ids, instead of guessing; an id is always exact."""
     from fsrt.errors import FsrtError
 
-    for r in stored:
-        if str(r["id"]) == str(ref):
-            return r
+    if any(str(r["id"]) == str(ref) for r in stored):
+        return
     named = [r for r in stored if r["name"] == str(ref)]
-    if len(named) == 1:
-        return named[0]
-    if named:
+    if len(named) > 1:
         ids = ", ".join(str(r["id"]) for r in named)
         raise FsrtError(f"{len(named)} runs in {db} are named {ref!r} (ids {ids}); pass an id instead, "
                         f"e.g. fsrt report {named[-1]['id']} (see fsrt report --list)")
-    names = ", ".join(sorted({r["name"] for r in stored})) or "none yet"
-    raise FsrtError(f"no run {ref!r} in {db} (runs: {names})")
 
 
 @click.command("report")
@@ -74,7 +69,7 @@ def command(runs: tuple[str, ...], db_path: Path, out_dir: Path | None, list_run
         raise FsrtError(f"no results database at {db_path}; run fsrt bench first (or pass --db)")
     if db_path.is_dir():
         raise FsrtError(f"results database {db_path} is a directory; pass --db a file")
-    from fsrt.bench.report import prepare_out_dir, write_report
+    from fsrt.bench.report import write_report
     from fsrt.bench.store import Store
 
     with Store(db_path, readonly=True) as store:  # reading never writes, not even to an empty file
@@ -84,8 +79,10 @@ def command(runs: tuple[str, ...], db_path: Path, out_dir: Path | None, list_run
             return
         if not stored:
             raise FsrtError(f"no runs in {db_path}; run fsrt bench first")
-        selected = [select_run(stored, r, db_path) for r in runs] if runs else [stored[-1]]
-        out = prepare_out_dir(out_dir if out_dir is not None else default_out_dir(db_path, selected))
+        for ref in runs:
+            check_unambiguous(stored, ref, db_path)
+        selected = [store.run(r) for r in runs] if runs else [stored[-1]]
+        out = out_dir if out_dir is not None else default_out_dir(db_path, selected)
         written = write_report(store, [r["id"] for r in selected], out)
     doc = json.loads(written["json"].read_text(encoding="utf-8"))
     if as_json:
