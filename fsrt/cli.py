@@ -150,7 +150,7 @@ def describe_failure(e: BaseException) -> tuple[int, str] | None:
     None for a bug (which keeps its traceback)."""
     import errno
 
-    from fsrt.errors import FsrtError, Interrupted, interrupt_in_chain, os_error_text
+    from fsrt.errors import FsrtError, Interrupted, interrupt_in_chain, write_failure
 
     interrupt = interrupt_in_chain(e)
     if isinstance(e, Interrupted):
@@ -165,8 +165,7 @@ def describe_failure(e: BaseException) -> tuple[int, str] | None:
         return 2, (f"out of memory ({_one_line(e)}); lower --batch-size/--batch or --resolution, or use a "
                    "machine with more memory")
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
-        where = f" {e.filename}" if e.filename else ""
-        return 2, f"cannot write{where}: {os_error_text(e)}; free some space or fix permissions, then rerun"
+        return 2, str(write_failure(e, e.filename or "a file", nothing_written=False))
     return None
 
 

@@ -40,8 +40,9 @@ def os_error_text(e: OSError) -> str:
     return e.strerror or first_line(e)
 
 
-def write_failure(e: OSError, where: str) -> FsrtError:
-    """A one-line ``FsrtError`` for a failed write into ``where``, saying what to do about it."""
+def write_failure(e: OSError, where: str, nothing_written: bool = True) -> FsrtError:
+    """A one-line ``FsrtError`` for a failed write into ``where``, saying what to do about it
+    (and that nothing was written, which callers writing atomically can promise)."""
     import errno
 
     advice = {
@@ -51,7 +52,8 @@ def write_failure(e: OSError, where: str) -> FsrtError:
         errno.EACCES: "it is not writable by you; fix its permissions or write elsewhere",
         errno.EPERM: "it is not writable by you; fix its permissions or write elsewhere",
     }.get(e.errno, "write elsewhere")
-    return FsrtError(f"cannot write {where}: {os_error_text(e)}; {advice} (nothing was written)")
+    return FsrtError(f"cannot write {where}: {os_error_text(e)}; {advice}" + (" (nothing was written)"
+                                                                               if nothing_written else ""))
 
 
 def exception_chain(e: BaseException | None):

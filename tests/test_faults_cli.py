@@ -82,6 +82,20 @@ def test_a_real_out_of_memory_is_one_line(capsys, monkeypatch, fault):
     assert_one_line_error(res, "out of memory")
 
 
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "free some space"), (errno.EACCES, "permissions")])
+def test_an_unexpected_write_failure_is_one_line(capsys, monkeypatch, code, words):
+    import importlib
+
+    complexity = importlib.import_module("fsrt.complexity")
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code), "/data/cache.bin")
+
+    monkeypatch.setattr(complexity, "complexity_breakdown", fail)
+    res = run_main(capsys, "complexity", "RegNetX-200MF")
+    assert_one_line_error(res, f"cannot write /data/cache.bin: {os.strerror(code)}", words)
+
+
 # -- 12: one overwrite rule ------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", [
     ("scale", "RegNetX-200MF", "--strategy", "w", "--s", "2"),
