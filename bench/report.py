@@ -484,5 +484,5 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
         "markdown": ("report.md", doc.to_markdown().encode("utf-8")),
         "html": ("report.html", doc.to_html(images, title).encode("utf-8")),
     }
-    paths = write_folder(out, {**dict(sorted(images.items())), **dict(files.values())}, "the report folder")
-    return {**{rel: paths[rel] for rel in sorted(images)}, **{key: paths[name] for key, (name, _) in files.items()}}
+    paths = write_folder(out, {**images, **dict(files.values())}, "the report folder")  # all or nothing
+    return {**{rel: paths[rel] for rel in images}, **{key: paths[name] for key, (name, _) in files.items()}}
