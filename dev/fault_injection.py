@@ -60,6 +60,7 @@ class Trial:
     landed: bool = True  # False when the run ended before the fault could happen
     problems: list[str] = field(default_factory=list)
     last_line: str = ""
+    stderr_tail: str = ""  # kept for failed runs, to see what went wrong
 
     @property
     def ok(self) -> bool:
@@ -199,6 +200,8 @@ def judge_output(trial: Trial, code: int, err: str, expected: tuple[int, ...]) -
         trial.problems.append(f"exit code {code}, expected {' or '.join(map(str, expected))}")
     if not lines or not lines[-1].startswith("error: ") or sum(ln.startswith("error:") for ln in lines) != 1:
         trial.problems.append("error output is not one final 'error:' line")
+    if trial.problems:
+        trial.stderr_tail = err[-2000:]
 
 
 # -- one trial -------------------------------------------------------------------------------------
@@ -302,7 +305,7 @@ def run_enospc_in_tmpfs(trial: Trial, work: Path) -> None:
         trial.problems.append(f"inner driver failed: {inner.stderr.strip()[-300:]}")
         return
     done = json.loads(inner.stdout.strip().splitlines()[-1])
-    for key in ("exit_code", "seconds", "problems", "last_line", "detail"):
+    for key in ("exit_code", "seconds", "problems", "last_line", "detail", "stderr_tail"):
         setattr(trial, key, done[key])
 
 

@@ -31,17 +31,42 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     p = Path(path)
     with _new_folders_removed_on_error(p.parent):
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        recording = None
         try:
             with os.fdopen(fd, "wb") as f:
-                yield f
+                recording = _WriteErrorRecorder(f)
+                yield recording
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual mode
             os.replace(tmp, p)
-        except BaseException:
+        except BaseException as e:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            cause = recording.error if recording is not None and recording.error is not None else e
+            if isinstance(e, Exception) and isinstance(cause, OSError):  # name the file, and the OS's reason
+                raise OSError(cause.errno, cause.strerror or str(cause), str(p)) from e
             raise
+
+
+class _WriteErrorRecorder:
+    """A binary file that remembers the OSError its ``write`` raised: libraries such as
+    ``torch.save`` swallow it and raise their own error ("unexpected pos"), losing the
+    reason (No space left on device) that ``atomic_writer`` then reports."""
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
 
 
 @contextlib.contextmanager

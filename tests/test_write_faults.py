@@ -143,3 +143,44 @@ def test_check_writable_folder_probes_without_leaving_anything(tmp_path):
         check_writable_folder(tmp_path / "f" / "run", "the run folder")
     with pytest.raises(FsrtError, match="cannot write into the run folder"):
         check_writable_folder(unwritable_folder() / "run", "the run folder")
+
+
+def test_a_disk_full_hidden_by_torch_save_is_reported_as_disk_full(tmp_path, monkeypatch):
+    """torch.save swallows the OSError of a failed write and raises "unexpected pos"; the atomic
+    writer still reports No space left on device, naming the file, and leaves nothing."""
+    import torch
+
+    from fsrt import io as fsrt_io
+    from fsrt.io import atomic_writer
+
+    real_fdopen = os.fdopen
+
+    class FillsUp:
+        """A file on a disk with 4 KiB left."""
+
+        def __init__(self, f):
+            self.f, self.left = f, 4096
+
+        def write(self, data):
+            if len(data) > self.left:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.left -= len(data)
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(fsrt_io.os, "fdopen", lambda fd, mode: FillsUp(real_fdopen(fd, mode)))
+    target = tmp_path / "run" / "last.pt"
+    with pytest.raises(OSError) as info:
+        with atomic_writer(target) as f:
+            torch.save({"w": torch.zeros(100_000)}, f)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert "unexpected pos" in str(info.value.__cause__)  # what torch raised instead
+    assert listing(tmp_path) == []
