@@ -194,6 +194,8 @@ def judge_output(trial: Trial, code: int, err: str, expected: tuple[int, ...]) -
     trial.last_line = lines[-1][:160] if lines else ""
     if "Traceback (most recent call last)" in err:
         trial.problems.append("traceback")
+    if "after the signal (killed)" in err:
+        trial.problems.append("did not stop after the signal")
     if code == 0:
         return
     if code not in expected:
@@ -248,6 +250,9 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return proc.returncode, proc.stderr
 
 
+STOP_WITHIN_S = 120.0  # a signalled run must end within this (cleanup included)
+
+
 def _run_and_signal(args: list[str], delay: float, sig: int) -> tuple[int, str, bool]:
     proc = subprocess.Popen(FSRT + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -256,7 +261,12 @@ def _run_and_signal(args: list[str], delay: float, sig: int) -> tuple[int, str, 
     except subprocess.TimeoutExpired:
         proc.send_signal(sig)
         landed = True
-    _, err = proc.communicate(timeout=1800)
+    try:
+        _, err = proc.communicate(timeout=STOP_WITHIN_S if landed else 1800)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        err += f"\nstill running {STOP_WITHIN_S:.0f}s after the signal (killed)\n"
     return proc.returncode, err, landed
 
 
