@@ -43,9 +43,10 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
         except BaseException as e:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            cause = recording.error if recording is not None and recording.error is not None else e
-            if isinstance(e, Exception) and isinstance(cause, OSError):  # name the file, and the OS's reason
-                raise OSError(cause.errno, cause.strerror or str(cause), str(p)) from e
+            if isinstance(e, Exception):  # say which file failed, and the OS's reason even if a library hid it
+                failed = recording.error if recording is not None and recording.error is not None else e
+                if failed is not e or (isinstance(e, OSError) and e.filename is None):
+                    raise OSError(failed.errno, failed.strerror or str(failed), str(p)) from e
             raise
 
 

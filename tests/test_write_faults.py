@@ -184,3 +184,14 @@ def test_a_disk_full_hidden_by_torch_save_is_reported_as_disk_full(tmp_path, mon
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert "unexpected pos" in str(info.value.__cause__)  # what torch raised instead
     assert listing(tmp_path) == []
+
+
+def test_atomic_writer_keeps_the_callers_own_errors(tmp_path):
+    from fsrt.io import atomic_writer
+
+    with pytest.raises(FileNotFoundError) as info:
+        with atomic_writer(tmp_path / "out.bin") as f:
+            f.write(b"x")
+            (tmp_path / "missing-input").read_bytes()
+    assert info.value.filename == str(tmp_path / "missing-input")
+    assert listing(tmp_path) == []
