@@ -121,16 +121,14 @@ def _take_debug_flag(args: list[str]) -> tuple[list[str], bool]:
     return kept + args[end:], len(kept) < end
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that cleanup and resume paths run the same way."""
-
-
 @contextlib.contextmanager
 def _terminate_as_interrupt():
     """Within the block, SIGTERM raises ``Terminated`` (by default it kills without cleanup, leaving
     temp files behind); only the main thread may install signal handlers."""
     import signal
     import threading
+
+    from fsrt.errors import Terminated
 
     def on_term(signum, frame):
         raise Terminated()
@@ -153,8 +151,8 @@ def describe_failure(e: BaseException) -> tuple[int, str] | None:
     from fsrt.errors import FsrtError, Interrupted, interrupt_in_chain, write_failure
 
     interrupt = interrupt_in_chain(e)
-    if isinstance(e, Interrupted):
-        return (143 if _terminated(interrupt) else e.exit_code), str(e)
+    if isinstance(e, Interrupted):  # it knows its signal, what was kept and how to resume
+        return e.exit_code, str(e)
     if interrupt is not None or isinstance(e, click.exceptions.Abort):
         return (143, "terminated") if _terminated(interrupt) else (130, "interrupted")
     if isinstance(e, click.UsageError):
@@ -170,7 +168,7 @@ def describe_failure(e: BaseException) -> tuple[int, str] | None:
 
 
 def _terminated(interrupt: BaseException | None) -> bool:
-    from fsrt.errors import exception_chain
+    from fsrt.errors import Terminated, exception_chain
 
     return any(isinstance(x, Terminated) for x in exception_chain(interrupt))
 

@@ -27,11 +27,22 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C (the CLI installs the handler) so that cleanup and resume paths
+    run the same way for both."""
+
+
 class Interrupted(FsrtError):
-    """The user interrupted the work (Ctrl-C / SIGTERM); the message says what was kept and how to
-    resume. Exit code 130, the shell's code for an interrupted command."""
+    """Work stopped by Ctrl-C or SIGTERM (``by``, the ``KeyboardInterrupt`` caught); ``kept`` says
+    what was kept and how to resume. Exits with the shell's code for the signal: 130 for Ctrl-C,
+    143 for SIGTERM, and the message starts with "interrupted" or "terminated" to match."""
 
     exit_code = 130
+
+    def __init__(self, kept: str, by: BaseException | None = None):
+        self.terminated = any(isinstance(x, Terminated) for x in exception_chain(by))
+        self.exit_code = 143 if self.terminated else 130
+        super().__init__(f"{'terminated' if self.terminated else 'interrupted'}; {kept}")
 
 
 def os_error_text(e: OSError) -> str:

@@ -240,7 +240,7 @@ def test_ctrl_c_inside_the_onnx_exporter_is_an_interruption_not_an_exporter_fail
 def test_sigterm_wrapped_by_a_library_still_exits_143(capsys, monkeypatch, tmp_path):
     import torch
 
-    from fsrt.cli import Terminated
+    from fsrt.errors import Terminated
 
     def terminated_export(*args, **kwargs):
         try:
@@ -252,6 +252,22 @@ def test_sigterm_wrapped_by_a_library_still_exits_143(capsys, monkeypatch, tmp_p
     res = run_main(capsys, "export", "RegNetX-200MF", "-r", "32", "-o", str(tmp_path / "m.onnx"))
     assert_one_line_error(res, "terminated", code=143)
     assert os.listdir(tmp_path) == []
+
+
+def test_sigterm_during_bench_says_terminated_with_the_resume_hint(capsys, monkeypatch, tmp_path):
+    from fsrt.bench import sweep_run
+    from fsrt.errors import Terminated
+
+    def terminated_sweep(*args, **kwargs):
+        raise Terminated
+
+    monkeypatch.setattr(sweep_run, "run_sweep", terminated_sweep)
+    res = run_main(capsys, "bench", *TINY_BENCH, "--db", str(tmp_path / "fsrt.db"), "--out", str(tmp_path / "run"))
+    assert res.code == 143, res.err
+    assert "Traceback" not in res.err and "interrupted" not in res.err
+    errors = [ln for ln in res.err.splitlines() if ln.startswith("error:")]
+    assert errors == ["error: terminated; measured points are stored: rerun the same command to resume"], res.err
+    assert res.err.strip().splitlines()[-1] == errors[0]
 
 
 # -- disk full on a plain output ------------------------------------------------------------------------------

@@ -186,8 +186,8 @@ def command(models, alpha, strategy, sweep, runtimes, batch, precision, device, 
 
             try:
                 records = run_sweep(plan, variants, runners, store, run_id, mid, out_dir / "work", on_point)
-            except KeyboardInterrupt:
-                raise Interrupted("interrupted; measured points are stored: rerun the same command to resume") from None
+            except KeyboardInterrupt as e:
+                raise Interrupted("measured points are stored: rerun the same command to resume", by=e) from None
         store.finish_run(run_id)
         paths = {}
         if not no_report:
