@@ -151,7 +151,8 @@ def command(ctx, source, output, batch, dynamic_batch, resolution, precision, op
         given = [f"--{n.replace('_', '-')}" for n in TRT_ONLY_OPTIONS
                  if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
         if given:
-            raise FsrtError(f"{', '.join(given)} only apply to a TensorRT engine; add --trt to build one")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise FsrtError(f"{', '.join(given)} only {verb} to a TensorRT engine; add --trt to build one")
     need = _parity_memory if not no_parity else _export_memory
     checkpoint = is_checkpoint_path(source)
     if not checkpoint:  # refuse before the model is built
