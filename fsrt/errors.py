@@ -59,7 +59,7 @@ def write_failure(e: OSError, where: str, nothing_written: bool = True) -> FsrtE
     advice = {
         errno.ENOSPC: "free some space or write elsewhere",
         errno.EDQUOT: "free some space (disk quota exceeded) or write elsewhere",
-        errno.EROFS: "the file system is read-only; write elsewhere",
+        errno.EROFS: "write elsewhere",
         errno.EACCES: "it is not writable by you; fix its permissions or write elsewhere",
         errno.EPERM: "it is not writable by you; fix its permissions or write elsewhere",
     }.get(e.errno, "write elsewhere")

@@ -195,3 +195,13 @@ def test_atomic_writer_keeps_the_callers_own_errors(tmp_path):
             (tmp_path / "missing-input").read_bytes()
     assert info.value.filename == str(tmp_path / "missing-input")
     assert listing(tmp_path) == []
+
+
+def test_write_failure_states_each_reason_once():
+    import errno
+
+    from fsrt.errors import write_failure
+
+    for code, reason in ((errno.EROFS, "read-only"), (errno.ENOSPC, "no space"), (errno.EACCES, "denied")):
+        text = str(write_failure(OSError(code, os.strerror(code)), "out.onnx")).lower()
+        assert text.startswith("cannot write out.onnx: ") and text.count(reason) == 1, text
