@@ -76,11 +76,22 @@ def check_writable(path: Path) -> None:
         raise FsrtError(f"cannot create the results folder {folder}: a file is in the way") from None
     except OSError as e:
         raise write_failure(e, f"the results folder {folder}") from None
+    if _on_read_only_file_system(folder):
+        raise FsrtError(f"cannot write results database {path}: {folder} is on a read-only file system; "
+                        "pass --db elsewhere")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise FsrtError(f"cannot write results database {path}: its folder {folder} is not writable; "
                         "fix its permissions or pass --db elsewhere")
     if path.exists() and not os.access(path, os.W_OK):
         raise FsrtError(f"results database {path} is read-only; make it writable or pass --db elsewhere")
+
+
+def _on_read_only_file_system(folder: Path) -> bool:
+    """True when ``folder`` is on a file system mounted read-only (permissions cannot help)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def create_whole(path: Path, init: Callable[[sqlite3.Connection], None]) -> None:

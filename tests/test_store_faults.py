@@ -143,6 +143,21 @@ def test_read_only_bench_db_through_the_cli(tmp_path, capsys, monkeypatch):
     assert_one_line_error(res, "read-only")
 
 
+def test_database_on_a_read_only_file_system_says_so_not_permissions(tmp_path, monkeypatch):
+    db = tmp_path / "fsrt.db"
+    _filled(db)
+    before = db.read_bytes()
+    real_statvfs = os.statvfs
+
+    class ReadOnlyMount:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnlyMount() if str(p) == str(tmp_path) else real_statvfs(p))
+    with pytest.raises(FsrtError, match="is on a read-only file system; pass --db elsewhere") as info:
+        Store(db)
+    assert "permission" not in str(info.value) and db.read_bytes() == before
+
+
 # -- 6: a schema version that is not an integer ---------------------------------------------------------------
 def test_non_integer_schema_version(tmp_path):
     db = tmp_path / "fsrt.db"
