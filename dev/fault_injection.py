@@ -219,10 +219,12 @@ def run_trial(trial: Trial, work: Path, fsrt_prefix: list[str] | None = None) ->
         delay = rng.uniform(0.5, TYPICAL_S[trial.command])
         trial.detail = f"signal after {delay:.1f}s"
         sig = signal.SIGINT if trial.fault == "sigint" else signal.SIGTERM
-        code, err, trial.landed = _run_and_signal(args, delay, sig)
+        code, err, trial.landed, after_s = _run_and_signal(args, delay, sig)
         # 128 + signal from fsrt's handler; or killed by the signal itself (the shell shows the same code),
         # which happens only before fsrt installed its handler or after the work was done
         expected = (128 + sig, -sig)
+        if trial.landed and code == 0 and after_s > IGNORED_AFTER_S:  # a signal at the very end may go unseen
+            trial.problems.append(f"ignored the signal (worked on {after_s:.0f}s after it, then exit 0)")
     elif trial.fault == "lock":
         delay, hold = rng.uniform(0.0, TYPICAL_S["bench"]), rng.choice([rng.uniform(1.0, 10.0), 40.0])
         trial.detail = f"lock after {delay:.1f}s for {hold:.1f}s"
@@ -255,9 +257,12 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 
 STOP_WITHIN_S = 120.0  # a signalled run must end within this (cleanup included)
+IGNORED_AFTER_S = 10.0  # a run that exits 0 this long after its signal ignored it (not just finishing)
 
 
-def _run_and_signal(args: list[str], delay: float, sig: int) -> tuple[int, str, bool]:
+def _run_and_signal(args: list[str], delay: float, sig: int) -> tuple[int, str, bool, float]:
+    """Exit code, stderr, whether the signal was sent before the run ended, and seconds from the
+    signal to the end of the run."""
     proc = subprocess.Popen(FSRT + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         proc.wait(timeout=delay)
@@ -265,13 +270,14 @@ def _run_and_signal(args: list[str], delay: float, sig: int) -> tuple[int, str, 
     except subprocess.TimeoutExpired:
         proc.send_signal(sig)
         landed = True
+    sent = time.monotonic()
     try:
         _, err = proc.communicate(timeout=STOP_WITHIN_S if landed else 1800)
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
         err += f"\nstill running {STOP_WITHIN_S:.0f}s after the signal (killed)\n"
-    return proc.returncode, err, landed
+    return proc.returncode, err, landed, time.monotonic() - sent
 
 
 def _run_with_lock(args: list[str], db: Path, delay: float, hold: float) -> tuple[int, str, bool]:
@@ -420,12 +426,14 @@ def run_campaign(trials: list[Trial], use_tmpfs: bool, keep: bool, log=print) ->
 
 def summarize(trials: list[Trial]) -> dict:
     """Counts per command and fault, and of failures by kind (traceback, output, data, rerun)."""
-    kinds = {"traceback": 0, "error output": 0, "exit code": 0, "lost or corrupt data": 0, "rerun failed": 0}
+    kinds = {"traceback": 0, "error output": 0, "exit code": 0, "signal ignored": 0, "lost or corrupt data": 0,
+             "rerun failed": 0}
     for t in trials:
         text = " | ".join(t.problems)
         kinds["traceback"] += "traceback" in text
         kinds["error output"] += "error output" in text
         kinds["exit code"] += "exit code" in text
+        kinds["signal ignored"] += "ignored the signal" in text
         kinds["lost or corrupt data"] += any(("after the" in p or "temp file" in p) for p in t.problems)
         kinds["rerun failed"] += "rerun failed" in text
     by_pair: dict[str, dict] = {}
@@ -455,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the summary and every trial here")
     p.add_argument("--keep", action="store_true", help="keep each trial's folder")
     a = p.parse_args(argv)
+    # Started in the background by a shell, this process ignores SIGINT, and so would every fsrt it
+    # starts (an ignored signal survives exec): Ctrl-C trials would test nothing. Handle it again.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     faults = a.faults.split(",")
     use_tmpfs = "enospc" in faults and namespaces_available()
     trials = plan(a.n, a.seed, a.commands.split(","), faults)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -53,10 +54,24 @@ def test_detectors_flag_tracebacks_bad_output_and_damaged_data(fi, tmp_path):
 
 
 def test_one_trial_end_to_end(tmp_path):
+    """Started as a shell starts a background job (SIGINT ignored, which fsrt would inherit), the
+    script still interrupts fsrt: the Ctrl-C (at 3.5 s for seed 0, mid-export) ends it with 130."""
     out = tmp_path / "fi.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--n", "1", "--commands", "export", "--faults", "sigint",
-                           "--seed", "0", "--json", str(out)], capture_output=True, text=True, timeout=900)
+                           "--seed", "0", "--json", str(out)], capture_output=True, text=True, timeout=900,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     summary = json.loads(out.read_text())
     assert summary["runs"] == 1 and list(summary["by_command_and_fault"]) == ["export sigint"]
     assert summary["failed"] == 0, summary["trials"]
+    trial = summary["trials"][0]
+    assert trial["landed"] and trial["exit_code"] in (130, -signal.SIGINT), trial
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_run_that_ignores_its_signal_is_a_failure(fi, monkeypatch, tmp_path):
+    monkeypatch.setattr(fi, "_run_and_signal", lambda args, delay, sig: (0, "", True, 45.0))
+    trial = fi.Trial(0, "export", "sigint", seed=0)
+    monkeypatch.setattr(fi, "CHECKS", {"export": lambda work, finished: []})
+    fi.run_trial(trial, tmp_path)
+    assert trial.problems == ["ignored the signal (worked on 45s after it, then exit 0)"]
+    assert fi.summarize([trial])["failures_by_kind"]["signal ignored"] == 1
