@@ -31,6 +31,10 @@ class ExplainedConnection(sqlite3.Connection):
         with self._explained():
             return super().execute(*args)
 
+    def executemany(self, *args):
+        with self._explained():
+            return super().executemany(*args)
+
     def executescript(self, script):
         with self._explained():
             return super().executescript(script)
@@ -64,6 +68,23 @@ def connect(path: Path, readonly: bool, timeout: float) -> ExplainedConnection:
     db.explain = lambda e: explain(e, path)
     db.row_factory = sqlite3.Row
     return db
+
+
+def in_memory_copy(db: ExplainedConnection, path: Path) -> ExplainedConnection:
+    """A copy of the database ``db`` (opened from ``path``) in memory, for a read-only command that
+    must change what it reads (upgrade an old schema) without writing the file; ``db`` is closed."""
+    mem = sqlite3.connect(":memory:", factory=ExplainedConnection)
+    mem.explain = lambda e: explain(e, path)
+    mem.row_factory = sqlite3.Row
+    try:
+        with db._explained():
+            db.backup(mem)
+    except BaseException:
+        mem.close()
+        raise
+    finally:
+        db.close()
+    return mem
 
 
 def check_writable(path: Path) -> None:

@@ -72,7 +72,8 @@ def command_args(command: str, work: Path, rerun: bool = False) -> list[str]:
     """The fsrt arguments of a trial's command, all outputs inside ``work``."""
     if command == "bench":
         return ["bench", "RegNetX-200MF", "--resolution", "32", "--sweep", "s=1", "--strategy", "w",
-                "--runtimes", "eager", "--measure-s", "0.05", "--warmup-s", "0.02", "--threads", "1",
+                "--runtimes", "eager", "--precision", "fp32", "--measure-s", "0.05", "--warmup-s", "0.02",
+                "--threads", "1",
                 "--db", str(work / "fsrt.db"), "--out", str(work / "run")]
     if command == "train":
         resume = ["--resume"] if rerun and (work / "out" / "last.pt").exists() else []
@@ -85,14 +86,16 @@ def prepare(command: str, work: Path) -> None:
     """Existing data a fault must not damage: for bench, a database holding an earlier run."""
     if command != "bench":
         return
+    from fsrt.bench.points import Point
     from fsrt.bench.store import Store
 
     with Store(work / "fsrt.db") as st:
         st.add_machine("earlier", {"cpu": "earlier machine"})
         run = st.start_run("earlier", "earlier", {"note": "stored before the fault"})
-        st.put_point(run, "earlier", "earlier-point", {"model": "m", "strategy": "w", "s": 1.0, "runtime": "eager",
-                                                       "precision": "fp32", "batch": 1, "flops": 1, "params": 1,
-                                                       "acts": 1, "status": "ok", "median_ms": 1.0})
+        st.put_point(run, "earlier", "earlier-point", Point(model="m", strategy="w", s=1.0, runtime="eager",
+                                                            mode="infer", precision="fp32", batch=1, flops=1,
+                                                            params=1, acts=1, status="ok", latency_ms=1.0,
+                                                            mkey="earlier-point"))
         st.finish_run(run)
 
 

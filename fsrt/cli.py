@@ -26,6 +26,7 @@ COMMANDS = {
     "train": ("train", "Train a model with the compact AMP trainer."),
     "export": ("export", "Export a model to ONNX (and a TensorRT engine)."),
     "bench": ("bench", "Measure latency across runtimes for a scaling sweep and report."),
+    "advise": ("advise", "Recommend the fastest scaling to a flops target from a fitted latency model."),
     "report": ("report", "Rewrite the deployment-latency report from stored runs."),
     "version": ("version", "Print the fsrt version and its key libraries."),
 }

@@ -209,7 +209,7 @@ class ModelSpec:
         if regnet is not None:
             if "stages" in data:
                 raise FsrtError("invalid spec: give either 'stages' or 'regnet', not both")
-            data["stages"] = [dataclasses.asdict(s) for s in _build(RegNetParams, regnet, "regnet").stages()]
+            data["stages"] = [dataclasses.asdict(s) for s in regnet_stages(_build(RegNetParams, regnet, "regnet"))]
         _check_keys(cls, data, "spec")
         for key in ("family", "resolution", "stem", "stages"):
             if key not in data:
@@ -259,6 +259,17 @@ class ModelSpec:
         p = Path(path)
         text = self.to_json(indent=2) + "\n" if p.suffix.lower() == ".json" else self.to_yaml()
         return atomic_write_text(p, text)
+
+
+def regnet_stages(params: RegNetParams) -> tuple[StageSpec, ...]:
+    """The per-stage ``StageSpec`` tuple a RegNet's numbers expand to (every stage stride 2, as in RegNet).
+
+    Lives here rather than on ``RegNetParams`` so that ``fsrt.regnet`` stays free of spec
+    imports (the width rule needs no specs) and the two modules do not import each other.
+    """
+    return tuple(StageSpec(depth=d, width=w, stride=2, block=params.block, bot_mul=params.bot_mul, group_w=g,
+                           se_r=params.se_r, activation=params.activation)
+                 for d, w, g in params.stage_layout())
 
 
 def _check_keys(cls, data: dict, where: str) -> None:

@@ -19,7 +19,7 @@ from conftest import assert_one_line_error, run_fsrt
 
 NOT_UTF8 = b"\x89PNG\r\n\x1a\n" + bytes(range(128, 256)) * 16  # a PNG header, then invalid UTF-8
 TINY_BENCH = ("RegNetX-200MF", "--resolution", "32", "--sweep", "s=1", "--strategy", "w", "--runtimes", "eager",
-              "--measure-s", "0.05", "--warmup-s", "0.02")
+              "--precision", "fp32", "--measure-s", "0.05", "--warmup-s", "0.02")
 
 
 # -- 1: a binary file given as a spec or a recipe ---------------------------------------------------
@@ -53,6 +53,14 @@ def test_bench_refuses_sizes_that_cannot_fit_with_the_estimate(tmp_path, extra):
     res = run_fsrt("bench", "RegNetX-200MF", "--strategy", "w", "--runtimes", "eager", *extra, "--db", str(db),
                    "--out", str(tmp_path / "o"))
     assert_one_line_error(res, "needs at least", "GiB", "available")
+    assert not db.exists()
+
+
+def test_bench_train_steps_are_refused_when_a_step_cannot_fit(tmp_path):
+    db = tmp_path / "x.db"
+    res = run_fsrt("bench", "RegNetX-200MF", "--strategy", "w", "--runtimes", "eager", "--mode", "train",
+                   "--batch", "100000", "--sweep", "s=1", "--db", str(db), "--out", str(tmp_path / "o"))
+    assert_one_line_error(res, "batch 100000, training step (float64 reference) needs at least", "GiB", "available")
     assert not db.exists()
 
 
@@ -130,10 +138,11 @@ def test_inconsistent_options_are_refused(tmp_path, args, fragments):
 @pytest.mark.parametrize("extra, fragment", [
     (["--batch", "1,,2"], "empty item"),
     (["--batch", "1,"], "empty item"),
-    (["--measure-s", "nan"], "--measure-s must be a finite number"),
-    (["--measure-s", "inf"], "--measure-s must be a finite number"),
-    (["--warmup-s", "nan"], "--warmup-s must be a finite number"),
-    (["--cv", "nan"], "--cv must be a finite number"),
+    (["--measure-s", "nan"], "--measure-s must be a positive number, got nan"),
+    (["--measure-s", "inf"], "--measure-s must be a positive number, got inf"),
+    (["--warmup-s", "nan"], "--warmup-s must be a positive number, got nan"),
+    (["--target-ci", "nan"], "--target-ci must be a positive number"),
+    (["--budget-s", "nan"], "--budget-s must be zero or a positive number"),
     (["--resolution", "4"], "at least 8 pixels"),
     (["--cuda-graphs"], "--cuda-graphs"),
 ])
@@ -192,16 +201,16 @@ def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 300) -> str:
 
 def test_ctrl_c_during_bench_exits_130_with_the_resume_hint(tmp_path):
     db, out = tmp_path / "fsrt.db", tmp_path / "run"
-    proc = _start("bench", *TINY_BENCH[:-4], "--measure-s", "60", "--warmup-s", "0.02", "--db", str(db),
-                  "--out", str(out))
+    proc = _start("bench", *TINY_BENCH[:-4], "--threads", "1", "--measure-s", "60", "--warmup-s", "0.02",
+                  "--db", str(db), "--out", str(out))
     _wait_for(proc, "runtimes:")
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=120)
     assert proc.returncode == 130, rest
     assert "Traceback" not in rest
-    assert rest.strip().splitlines()[-1] == ("error: interrupted; measured points are stored: rerun the same "
-                                             "command to resume")
+    assert rest.strip().splitlines()[-1] == ("error: interrupted; measured windows and points are stored: rerun the "
+                                             "same command to resume")
     import sqlite3
 
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -262,11 +271,13 @@ def test_sigterm_during_bench_says_terminated_with_the_resume_hint(capsys, monke
         raise Terminated
 
     monkeypatch.setattr(sweep_run, "run_sweep", terminated_sweep)
-    res = run_main(capsys, "bench", *TINY_BENCH, "--db", str(tmp_path / "fsrt.db"), "--out", str(tmp_path / "run"))
+    res = run_main(capsys, "bench", *TINY_BENCH, "--threads", "1", "--db", str(tmp_path / "fsrt.db"),
+                   "--out", str(tmp_path / "run"))
     assert res.code == 143, res.err
     assert "Traceback" not in res.err and "interrupted" not in res.err
     errors = [ln for ln in res.err.splitlines() if ln.startswith("error:")]
-    assert errors == ["error: terminated; measured points are stored: rerun the same command to resume"], res.err
+    assert errors == ["error: terminated; measured windows and points are stored: rerun the same command to "
+                      "resume"], res.err
     assert res.err.strip().splitlines()[-1] == errors[0]
 
 

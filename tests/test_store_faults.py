@@ -20,14 +20,15 @@ from fault_helpers import listing, no_temp_files, run_main, unwritable_folder
 from conftest import assert_one_line_error, run_fsrt
 from fsrt.bench import sqlite_file
 from fsrt.bench import store as store_module
+from fsrt.bench.points import Point
 from fsrt.bench.store import Store
 from fsrt.errors import FsrtError
 
 
-def _point(**kw):
-    base = {"model": "m", "strategy": "w", "s": 1.0, "runtime": "eager", "precision": "fp32", "batch": 1,
-            "flops": 10, "params": 2, "acts": 3, "status": "ok", "median_ms": 1.0}
-    return {**base, **kw}
+def _point(**kw) -> Point:
+    base = {"model": "m", "strategy": "w", "s": 1.0, "runtime": "eager", "mode": "infer", "precision": "fp32",
+            "batch": 1, "flops": 10, "params": 2, "acts": 3, "status": "ok", "latency_ms": 1.0, "mkey": "k"}
+    return Point(**{**base, **kw})
 
 
 def _filled(db) -> int:
@@ -81,15 +82,15 @@ def test_disk_full_on_an_existing_database_keeps_what_was_stored(tmp_path, monke
     with Store(db) as st:
         with pytest.raises(FsrtError, match="the disk is full") as info:
             for i in range(200):  # big points until a new page is needed
-                st.put_point(run, "m1", f"big{i}", _point(reason="x" * 1500, median_ms=2.0))
+                st.put_point(run, "m1", f"big{i}", _point(reason="x" * 1500, latency_ms=2.0))
                 stored += 1
     assert "what was stored before is intact" in str(info.value)
     monkeypatch.undo()
     assert _integrity(db) == "ok"
     with Store(db) as st:  # every committed point is there and whole, the failed one is not there at all
         points = st.run_points(run)
-    assert [p["median_ms"] for p in points] == [1.0] + [2.0] * stored
-    assert all(p["reason"] == "x" * 1500 for p in points[1:])
+    assert [p.latency_ms for p in points] == [1.0] + [2.0] * stored
+    assert all(p.reason == "x" * 1500 for p in points[1:])
 
 
 def test_disk_full_during_bench_is_one_line(tmp_path, capsys, monkeypatch):
@@ -256,3 +257,4 @@ def test_report_refuses_a_name_shared_by_two_runs_and_takes_an_id(tmp_path):
     by_id = run_fsrt("report", str(first), "--db", str(db), "--out", str(tmp_path / "rep"), "--json")
     assert by_id.code == 0, by_id.err
     assert [r["id"] for r in by_id.json()["runs"]] == [first]
+

@@ -11,6 +11,7 @@ import pytest
 from fault_helpers import files_snapshot, listing, no_temp_files, run_main, unwritable_folder
 
 from conftest import assert_one_line_error, run_fsrt
+from fsrt.bench.points import Point
 from fsrt.bench.store import Store
 from fsrt.errors import FsrtError
 from fsrt.io import atomic_write_bytes, read_text_file, refuse_existing, write_folder
@@ -80,9 +81,9 @@ def one_run_db(tmp_path):
         st.add_machine("m1", {"cpu": "x"})
         run = st.start_run("sweep", "m1", {})
         for s, ms in ((1.0, 1.0), (2.0, 1.8)):
-            st.put_point(run, "m1", f"k{s}", {"model": f"m@{s}", "strategy": "w", "s": s, "runtime": "eager",
-                                              "precision": "fp32", "batch": 1, "flops": int(10 * s), "params": 2,
-                                              "acts": int(3 * s), "status": "ok", "median_ms": ms})
+            st.put_point(run, "m1", f"k{s}", Point(model=f"m@{s}", strategy="w", s=s, runtime="eager", mode="infer",
+                                                   precision="fp32", batch=1, flops=int(10 * s), params=2,
+                                                   acts=int(3 * s), status="ok", latency_ms=ms, mkey=f"k{s}"))
         st.finish_run(run)
     return db
 

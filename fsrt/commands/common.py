@@ -63,31 +63,3 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def thread_count(what: str):
-    """A click callback for a thread count: 1 up to the CPUs this process may use. More threads
-    than CPUs only contend (and thousands cannot even be started)."""
-
-    def check(ctx, param, value):
-        if value is None:
-            return value
-        cpus = usable_cpus()
-        if not 1 <= value <= cpus:
-            raise FsrtError(f"{what} must be a positive integer up to the {cpus} CPUs this process can use, "
-                            f"got {value}")
-        return value
-
-    return check
-
-
-def finite_positive(what: str):
-    """A click callback for a float that must be a finite number > 0 (nan and inf are refused)."""
-    import math
-
-    def check(ctx, param, value):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise FsrtError(f"{what} must be a finite number > 0, got {value:g}")
-        return value
-
-    return check

@@ -16,7 +16,7 @@ def command(model: str, resolution: int | None, as_json: bool) -> None:
     """Show the complexity of MODEL (zoo name, spec YAML/JSON, or checkpoint) stage by stage.
 
     Flops are multiply-adds; activations count the output elements of every conv, FC and
-    pool (DESIGN.md section 4). Example: fsrt complexity RegNetY-400MF -r 160
+    pool (docs/architecture.md, "Complexity conventions"). Example: fsrt complexity RegNetY-400MF -r 160
     """
     from fsrt.complexity import complexity_breakdown
     from fsrt.sizes import human

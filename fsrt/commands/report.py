@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import click
@@ -13,15 +12,13 @@ from fsrt.commands.common import console, json_option, print_json
 DEFAULT_DB = Path("runs") / "fsrt.db"
 
 
-def _safe(name: str) -> str:
-    """A run name made safe for a folder name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "run"
-
-
 def default_out_dir(db: Path, runs: list[dict]) -> Path:
     """``<db folder>/<run name>/report`` for one run, ``<db folder>/compare-<names>/report`` for several."""
+    from fsrt.names import slug
+
     names = [r["name"] for r in runs]
-    parts = [_safe(r["name"]) if names.count(r["name"]) == 1 else f"{_safe(r['name'])}-{r['id']}" for r in runs]
+    parts = [slug(r["name"], "run") if names.count(r["name"]) == 1 else f"{slug(r['name'], 'run')}-{r['id']}"
+             for r in runs]
     folder = parts[0] if len(runs) == 1 else "compare-" + "-".join(parts)
     return db.parent / folder / "report"
 

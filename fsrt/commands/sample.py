@@ -12,12 +12,12 @@ def parse_band(text: str) -> tuple[float, float]:
     import re
 
     from fsrt.errors import FsrtError
-    from fsrt.sizes import parse_size
+    from fsrt.sizes import parse_count
 
     parts = re.split(r"\s*(?:\.\.|(?<![eE])-)\s*", str(text).strip())
     if len(parts) != 2 or not all(parts):
         raise FsrtError(f"cannot read flops band {text!r}: use LOW-HIGH such as 360M-400M")
-    lo, hi = parse_size(parts[0], "band low"), parse_size(parts[1], "band high")
+    lo, hi = parse_count(parts[0], "band low"), parse_count(parts[1], "band high")
     if lo > hi:
         raise FsrtError(f"flops band {text!r} is empty: the low end is above the high end")
     return lo, hi
@@ -27,7 +27,8 @@ def parse_band(text: str) -> tuple[float, float]:
 @click.option("--space", default="regnet", show_default=True,
               help="Design space: anynetx_a..anynetx_e, regnet (= regnetx), regnety.")
 @click.option("--flops", "band", default="360M-400M", show_default=True, metavar="LOW-HIGH",
-              help="Keep models whose flops (multiply-adds at --resolution) fall in this band.")
+              help="Keep models whose flops (multiply-adds at --resolution) fall in this band; decimal units "
+                   "(400M = 4e8).")
 @click.option("-n", "n", default=32, show_default=True, type=int, callback=positive_int("-n"),
               help="Number of models to keep.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same models).")
@@ -40,7 +41,7 @@ def parse_band(text: str) -> tuple[float, float]:
 @click.option("--force", "-f", is_flag=True, help="Replace an existing --output file.")
 @json_option
 def command(space, band, n, seed, resolution, max_draws, output, force, as_json):
-    """Sample a design space (DESIGN.md section 7) until N models fall in a flops band.
+    """Sample a design space (docs/architecture.md, "Design spaces") until N models fall in a flops band.
 
     AnyNetX_A samples per-stage d <= 16, w <= 1024 (multiple of 8), b in {1,2,4},
     g in {1,...,32} log-uniformly; B shares b, C shares g, D has non-decreasing widths,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import click
 
 from fsrt.commands.common import console, err_console, json_option, positive_int, print_json
 from fsrt.errors import FsrtError
+from fsrt.names import slug
 
 EXAMPLES = """
 \b
@@ -33,10 +33,6 @@ def _model_stem(model: str) -> str:
 
     p = Path(model)
     return p.stem if p.suffix.lower() in SPEC_SUFFIXES + CHECKPOINT_SUFFIXES else model
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
 
 @click.command("train", epilog=EXAMPLES)
@@ -89,7 +85,8 @@ def command(model, data, recipe, epochs, batch_size, lr, resolution, sets, out, 
         raise FsrtError("--workers must be >= 0")
     if lr is not None and lr <= 0:
         raise FsrtError(f"--lr must be > 0, got {lr}")
-    out_dir = Path(out) if out else Path("runs") / f"{_slug(_model_stem(model))}-{_slug(Path(data).name or data)}"
+    default_dir = f"{slug(_model_stem(model), 'run')}-{slug(Path(data).name or data, 'run')}"
+    out_dir = Path(out) if out else Path("runs") / default_dir
     main_rank = int(os.environ.get("RANK", "0")) == 0
     note = err_console().print if main_rank else (lambda *a, **k: None)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fsrt.device import resolve_device
 from fsrt.errors import FsrtError
 from fsrt.spec import ModelSpec
 from fsrt.train.recipe import Recipe
@@ -49,18 +50,6 @@ class RunOptions:
     progress: bool = True             # rich progress bar on stderr (rank 0)
     init_state: dict | None = None    # model weights to start from (MODEL given as checkpoint)
     model_arg: str = ""
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA (this process's local GPU) when available, else CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FsrtError("--device cuda requested but no CUDA GPU is available")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
 
 
 def amp_setup(recipe: Recipe, device: torch.device):

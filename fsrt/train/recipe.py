@@ -1,7 +1,7 @@
 """Training recipes: named, documented presets (``fsrt/configs/*.yaml``) resolved into a ``Recipe``.
 
 A recipe is a flat mapping of the keys of ``Recipe``; the YAML files hold the published
-recipes (DESIGN.md section 8) and every key can be overridden per run. Unknown keys and
+recipes (docs/architecture.md, "Training recipes") and every key can be overridden per run. Unknown keys and
 values of the wrong type are rejected with a one-line ``FsrtError``.
 """
 
