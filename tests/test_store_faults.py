@@ -10,9 +10,12 @@ read-only mode (what it falls back to when the file cannot be opened for writing
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from fault_helpers import listing, no_temp_files, run_main, unwritable_folder
@@ -258,3 +261,118 @@ def test_report_refuses_a_name_shared_by_two_runs_and_takes_an_id(tmp_path):
     assert by_id.code == 0, by_id.err
     assert [r["id"] for r in by_id.json()["runs"]] == [first]
 
+
+# -- the schema-1 -> 2 migration under faults: all or nothing ------------------------------------------------------
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store_v1.db"
+
+
+def _v1_copy(tmp_path) -> Path:
+    db = tmp_path / "old.db"
+    shutil.copy(FIXTURE_V1, db)
+    return db
+
+
+def _v1_state(db) -> tuple:
+    """Schema version, point columns and every point row: what a half-done migration would change."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        columns = [r[1] for r in con.execute("PRAGMA table_info(points)")]
+        tables = sorted(r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+        rows = con.execute("SELECT * FROM points ORDER BY id").fetchall()
+        return version, columns, tables, rows
+    finally:
+        con.close()
+
+
+def _migrates_cleanly(db) -> None:
+    with Store(db) as st:
+        runs = st.runs()
+        assert len(st.run_points(runs[0]["id"])) == 8  # the fixture's points, all kept
+    assert _v1_state(db)[0] == "2" and _integrity(db) == "ok"
+
+
+def _half_migration(monkeypatch):
+    """Make the 1 -> 2 step do its real work, then stop before the version is written."""
+    real_step = store_module._migrate_1_to_2
+
+    def step_then_interrupt(db):
+        real_step(db)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module, "_migrate_1_to_2", step_then_interrupt)
+
+
+def test_an_interrupted_migration_leaves_schema_1_untouched(tmp_path, monkeypatch):
+    db = _v1_copy(tmp_path)
+    before = _v1_state(db)
+    _half_migration(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        Store(db)
+    assert _v1_state(db) == before  # no new column, no new table, no changed point
+    monkeypatch.undo()
+    _migrates_cleanly(db)
+
+
+def test_a_migration_killed_with_sigkill_is_rolled_back_on_the_next_open(tmp_path):
+    db = _v1_copy(tmp_path)
+    before = _v1_state(db)
+    killed = subprocess.run([sys.executable, "-c", f"""
+import os, signal
+from fsrt.bench import store
+real_step = store._migrate_1_to_2
+def step_then_die(con):
+    real_step(con)
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind
+store._migrate_1_to_2 = step_then_die
+store.Store({str(db)!r})
+"""], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (tmp_path / "old.db-journal").exists()  # the rollback journal of the half-done migration
+    con = sqlite3.connect(db)  # the next connection that reads rolls a hot journal back
+    con.execute("SELECT COUNT(*) FROM meta").fetchone()
+    con.close()
+    assert _v1_state(db) == before  # nothing of the half-done migration stayed
+    _migrates_cleanly(db)
+    assert not (tmp_path / "old.db-journal").exists()
+
+
+def test_disk_full_during_the_migration_is_one_line_and_keeps_schema_1(tmp_path, monkeypatch):
+    db = _v1_copy(tmp_path)
+    before = _v1_state(db)
+    monkeypatch.setattr(sqlite3, "connect", _page_limited_connect(0))
+    with pytest.raises(FsrtError, match="the disk is full") as info:
+        Store(db)
+    assert "what was stored before is intact" in str(info.value)
+    assert _v1_state(db) == before
+    monkeypatch.undo()
+    _migrates_cleanly(db)
+
+
+def test_a_locked_schema_1_database_is_locked_not_corrupt(tmp_path, monkeypatch):
+    db = _v1_copy(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, time\n"
+         f"con = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+         "con.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+        with pytest.raises(FsrtError, match=f"is locked by PID {holder.pid}"):
+            Store(db)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _v1_state(db)[0] == "1"
+
+
+def test_report_reads_a_schema_1_database_without_changing_it(tmp_path):
+    db = _v1_copy(tmp_path)
+    before = db.read_bytes()
+    listed = run_fsrt("report", "--list", "--db", str(db), "--json")
+    assert listed.code == 0, listed.err
+    res = run_fsrt("report", "--db", str(db), "--out", str(tmp_path / "rep"))
+    assert res.code == 0, res.err
+    assert "median of one timing window (schema 1)" in (tmp_path / "rep" / "report.md").read_text()
+    assert db.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["old.db", "rep"]  # upgraded in memory only
