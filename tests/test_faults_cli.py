@@ -281,6 +281,39 @@ def test_sigterm_during_bench_says_terminated_with_the_resume_hint(capsys, monke
     assert res.err.strip().splitlines()[-1] == errors[0]
 
 
+def test_ctrl_c_while_advise_measures_exits_130_with_the_resume_hint(capsys, monkeypatch, tmp_path):
+    from test_advise import _synthetic_store
+
+    from fsrt.bench import sweep_run
+
+    db = tmp_path / "fsrt.db"
+    _synthetic_store(db)
+
+    def interrupted_sweep(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_run, "run_sweep", interrupted_sweep)
+    res = run_main(capsys, "advise", "RegNetY-400MF", "--resolution", "128", "--target-flops", "1.05G", "--runtime",
+                   "ort", "--threads", "1", "--db", str(db), "--out", str(tmp_path / "adv"), "--json")
+    assert res.code == 130, res.err
+    assert "Traceback" not in res.err
+    assert res.err.strip().splitlines()[-1] == ("error: interrupted; measured windows are stored: rerun the same "
+                                                "command to resume")
+
+
+def test_advise_out_that_cannot_be_written_fails_before_measuring(capsys, monkeypatch, tmp_path):
+    from test_advise import _synthetic_store
+
+    from fsrt.bench import sweep_run
+
+    db = tmp_path / "fsrt.db"
+    _synthetic_store(db)
+    monkeypatch.setattr(sweep_run, "run_sweep", lambda *a, **k: pytest.fail("measured before checking --out"))
+    res = run_main(capsys, "advise", "RegNetY-400MF", "--resolution", "128", "--target-flops", "1.05G", "--runtime",
+                   "ort", "--threads", "1", "--db", str(db), "--out", str(unwritable_folder() / "adv"))
+    assert_one_line_error(res, "cannot write into the run folder", "nothing was measured")
+
+
 # -- disk full on a plain output ------------------------------------------------------------------------------
 def test_disk_full_writing_an_output_is_one_line_and_leaves_nothing(capsys, monkeypatch, tmp_path):
     def full(fd):
