@@ -17,13 +17,18 @@ that exists loads: SQLite integrity, checkpoints, JSON, ONNX; a bench database k
 stored before the fault); and when the same command, run again without the fault (``--resume``
 for train), then succeeds. The summary counts failures by kind; the goal is zero.
 
+Signals and locks land at a uniformly random moment of a clean run of the same command, timed
+once at the start (``--quick``: fixed guesses instead). Ctrl-C goes to the whole process group,
+as a terminal sends it (bench's runtime workers included); SIGTERM to fsrt's process only, as
+``kill PID`` sends it.
+
     python dev/fault_injection.py --n 30                     # all commands and faults
-    python dev/fault_injection.py --n 4 --commands bench --faults sigint,lock --json out.json
+    python dev/fault_injection.py --n 4 --commands bench --faults sigint,lock --json > out.json
+    python dev/fault_injection.py --quick                    # one Ctrl-C into fsrt export (smoke test)
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -41,7 +46,7 @@ from pathlib import Path
 FSRT = [sys.executable, "-c", "from fsrt.cli import main; main()"]
 FAULTS = {"bench": ("sigint", "sigterm", "enospc", "lock"), "train": ("sigint", "sigterm", "enospc"),
           "export": ("sigint", "sigterm", "enospc")}
-TYPICAL_S = {"bench": 15.0, "train": 40.0, "export": 15.0}  # when to signal: uniformly within this
+TYPICAL_S = {"bench": 12.0, "train": 40.0, "export": 15.0}  # guessed run times (--quick); else timed
 TMPFS_BYTES = {"bench": (16 << 10, 400 << 10), "train": (4 << 10, 60 << 20), "export": (4 << 10, 12 << 20)}
 TEMP_SUFFIXES = (".tmp", ".partial", ".creating")
 
@@ -212,14 +217,17 @@ def judge_output(trial: Trial, code: int, err: str, expected: tuple[int, ...]) -
 
 
 # -- one trial -------------------------------------------------------------------------------------
-def run_trial(trial: Trial, work: Path, fsrt_prefix: list[str] | None = None) -> None:
-    """Inject ``trial.fault`` into ``trial.command`` run in ``work``, check, rerun, check."""
+def run_trial(trial: Trial, work: Path, fsrt_prefix: list[str] | None = None,
+              typical_s: dict[str, float] | None = None) -> None:
+    """Inject ``trial.fault`` into ``trial.command`` run in ``work``, check, rerun, check; signals and
+    locks come within ``typical_s[command]`` seconds (a clean run's time)."""
+    typical = {**TYPICAL_S, **(typical_s or {})}
     rng = random.Random(trial.seed)
     prepare(trial.command, work)
     args = command_args(trial.command, work)
     start = time.monotonic()
     if trial.fault in ("sigint", "sigterm"):
-        delay = rng.uniform(0.5, TYPICAL_S[trial.command])
+        delay = rng.uniform(0.5, typical[trial.command])
         trial.detail = f"signal after {delay:.1f}s"
         sig = signal.SIGINT if trial.fault == "sigint" else signal.SIGTERM
         code, err, trial.landed, after_s = _run_and_signal(args, delay, sig)
@@ -229,7 +237,7 @@ def run_trial(trial: Trial, work: Path, fsrt_prefix: list[str] | None = None) ->
         if trial.landed and code == 0 and after_s > IGNORED_AFTER_S:  # a signal at the very end may go unseen
             trial.problems.append(f"ignored the signal (worked on {after_s:.0f}s after it, then exit 0)")
     elif trial.fault == "lock":
-        delay, hold = rng.uniform(0.0, TYPICAL_S["bench"]), rng.choice([rng.uniform(1.0, 10.0), 40.0])
+        delay, hold = rng.uniform(0.0, typical["bench"]), rng.choice([rng.uniform(1.0, 10.0), 40.0])
         trial.detail = f"lock after {delay:.1f}s for {hold:.1f}s"
         code, err, trial.landed = _run_with_lock(args, work / "fsrt.db", delay, hold)
         expected = (2,)
@@ -265,13 +273,18 @@ IGNORED_AFTER_S = 10.0  # a run that exits 0 this long after its signal ignored 
 
 def _run_and_signal(args: list[str], delay: float, sig: int) -> tuple[int, str, bool, float]:
     """Exit code, stderr, whether the signal was sent before the run ended, and seconds from the
-    signal to the end of the run."""
-    proc = subprocess.Popen(FSRT + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    signal to the end of the run. SIGINT goes to the run's process group (a terminal's Ctrl-C),
+    any other signal to its process."""
+    proc = subprocess.Popen(FSRT + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         proc.wait(timeout=delay)
         landed = False
     except subprocess.TimeoutExpired:
-        proc.send_signal(sig)
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         landed = True
     sent = time.monotonic()
     try:
@@ -328,7 +341,7 @@ def run_enospc_in_tmpfs(trial: Trial, work: Path) -> None:
         trial.problems.append(f"inner driver failed: {inner.stderr.strip()[-300:]}")
         return
     done = json.loads(inner.stdout.strip().splitlines()[-1])
-    for key in ("exit_code", "seconds", "problems", "last_line", "detail", "stderr_tail"):
+    for key in ("exit_code", "seconds", "problems", "last_line", "detail", "stderr_tail", "landed"):
         setattr(trial, key, done[key])
 
 
@@ -349,6 +362,7 @@ def inner_main(spec: dict) -> None:
         start = time.monotonic()
         code, err = _run(FSRT + args)
         trial.seconds, trial.exit_code = time.monotonic() - start, code
+        trial.landed = code != 0  # the disk filled up before the run ended (a big tmpfs may not)
         judge_output(trial, code, err, (2,))
         problems = CHECKS[trial.command](work, finished=code == 0)
         if "(no earlier run" in trial.detail:
@@ -403,7 +417,25 @@ def plan(n: int, seed: int, commands: list[str], faults: list[str]) -> list[Tria
     return [Trial(i, *pairs[i % len(pairs)], seed=rng.randrange(2**31)) for i in range(n)]
 
 
-def run_campaign(trials: list[Trial], use_tmpfs: bool, keep: bool, log=print) -> list[Trial]:
+def clean_run_seconds(commands: list[str]) -> dict[str, float]:
+    """How long each command takes without a fault here and now (one run each, in a scratch folder)."""
+    seconds = {}
+    for command in commands:
+        work = Path(tempfile.mkdtemp(prefix="fsrt-fault-clean-"))
+        try:
+            prepare(command, work)
+            start = time.monotonic()
+            code, err = _run(FSRT + command_args(command, work))
+            if code != 0:
+                raise SystemExit(f"a clean fsrt {command} failed ({code}): {err.strip()[-300:]}")
+            seconds[command] = round(time.monotonic() - start, 1)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return seconds
+
+
+def run_campaign(trials: list[Trial], use_tmpfs: bool, keep: bool, typical_s: dict[str, float] | None = None,
+                 log=print) -> list[Trial]:
     for trial in trials:
         work = Path(tempfile.mkdtemp(prefix=f"fsrt-fault-{trial.index}-"))
         try:
@@ -413,17 +445,17 @@ def run_campaign(trials: list[Trial], use_tmpfs: bool, keep: bool, log=print) ->
                 rng = random.Random(trial.seed)
                 fsyncs, pages = rng.randint(1, 6), rng.randint(0, 8)
                 trial.fault, trial.detail = "enospc-hook", f"ENOSPC from fsync {fsyncs}, {pages} SQLite pages"
-                run_trial(trial, work, fsrt_prefix=hooked_fsrt(fsyncs, pages))
+                run_trial(trial, work, fsrt_prefix=hooked_fsrt(fsyncs, pages), typical_s=typical_s)
                 rerun_and_check(trial, work)
             else:
-                run_trial(trial, work)
+                run_trial(trial, work, typical_s=typical_s)
                 rerun_and_check(trial, work)
         finally:
             if not keep:
                 shutil.rmtree(work, ignore_errors=True)
         state = "ok" if trial.ok else "FAIL " + "; ".join(trial.problems)
         log(f"[{trial.index + 1}/{len(trials)}] {trial.command:6s} {trial.fault:11s} {trial.detail:32s} "
-            f"exit {trial.exit_code}  {trial.seconds:5.1f}s  {state}", flush=True)
+            f"exit {trial.exit_code}  {trial.seconds:5.1f}s  {state}")
     return trials
 
 
@@ -457,30 +489,40 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--hooked"]:
         hooked_main(int(argv[1]), int(argv[2]), argv[4:])
         return 0
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=30, help="number of trials")
+    from devcli import emit, parser
+
+    p = parser(__doc__)
+    p.add_argument("--n", type=int, default=None, help="number of trials (default 30; --quick: 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--commands", default="bench,train,export")
-    p.add_argument("--faults", default="sigint,sigterm,enospc,lock",
-                   help="sigint, sigterm, enospc (tmpfs, else hooks), enospc-hook (hooks only), lock")
-    p.add_argument("--json", type=Path, default=None, help="write the summary and every trial here")
+    p.add_argument("--commands", default=None, help="default bench,train,export (--quick: export)")
+    p.add_argument("--faults", default=None,
+                   help="sigint, sigterm, enospc (tmpfs, else hooks), enospc-hook (hooks only), lock "
+                        "(default all; --quick: sigint)")
     p.add_argument("--keep", action="store_true", help="keep each trial's folder")
     a = p.parse_args(argv)
+    n = a.n or (1 if a.quick else 30)
+    commands = (a.commands or ("export" if a.quick else "bench,train,export")).split(",")
+    faults = (a.faults or ("sigint" if a.quick else "sigint,sigterm,enospc,lock")).split(",")
     # Started in the background by a shell, this process ignores SIGINT, and so would every fsrt it
     # starts (an ignored signal survives exec): Ctrl-C trials would test nothing. Handle it again.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    faults = a.faults.split(",")
     use_tmpfs = "enospc" in faults and namespaces_available()
-    trials = plan(a.n, a.seed, a.commands.split(","), faults)
-    print(f"{len(trials)} trials; ENOSPC by {'a small tmpfs' if use_tmpfs else 'injected hooks'}", flush=True)
+    trials = plan(n, a.seed, commands, faults)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    log(f"{len(trials)} trials; ENOSPC by {'a small tmpfs' if use_tmpfs else 'injected hooks'}")
     start = time.monotonic()
-    summary = summarize(run_campaign(trials, use_tmpfs, a.keep))
+    typical = None if a.quick else clean_run_seconds(sorted({t.command for t in trials}))
+    if typical:
+        log(f"clean runs (faults land within these): {', '.join(f'{c} {s:g}s' for c, s in typical.items())}")
+    summary = summarize(run_campaign(trials, use_tmpfs, a.keep, typical, log))
     summary["seconds"] = round(time.monotonic() - start, 1)
+    summary["clean_run_s"] = typical or {c: TYPICAL_S[c] for c in commands}
     summary["enospc_by"] = "tmpfs" if use_tmpfs else "hooks"
-    print(json.dumps({k: v for k, v in summary.items() if k != "trials"}, indent=2))
-    if a.json:
-        a.json.write_text(json.dumps(summary, indent=2) + "\n")
+    emit(summary, a.json, lambda s: print(json.dumps({k: v for k, v in s.items() if k != "trials"}, indent=2)))
     return 1 if summary["failed"] else 0
 
 
