@@ -31,7 +31,7 @@ from fsrt.bench.noise import THREADS_SETTING, describe_probe
 from fsrt.bench.points import POINT_FIELDS, Point, Status
 from fsrt.bench.rounds import Window
 from fsrt.errors import FsrtError
-from fsrt.io import atomic_write_bytes
+from fsrt.io import write_folder
 from fsrt.sizes import human
 
 CSV_COLUMNS = ("run_id", "run_name", "machine_id", "id", *POINT_FIELDS, "eff_compulsory", "eff_layer")
@@ -599,16 +599,13 @@ def _points_csv(runs: list[RunData]) -> str:
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Check the report folder can be used (create it with ``plots/``); a file in the way is an FsrtError."""
+    """Check the report folder can be used, creating nothing: a file at ``out_dir`` or in its
+    path is an FsrtError. The folder appears only when the whole report is written."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FsrtError(f"report folder {out} is a file; pass --out a folder (nothing was written)")
-    try:
-        (out / "plots").mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise FsrtError(f"cannot create the report folder {out}: a file is in the way (nothing was written)") from None
-    except PermissionError:
-        raise FsrtError(f"cannot create the report folder {out}: permission denied") from None
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise FsrtError(f"cannot create the report folder {out}: a file is in the way (nothing was written)")
     return out
 
 
@@ -631,7 +628,8 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
     """Write the report of ``run_ids`` (ids or names) from ``store`` into ``out_dir``.
 
     Returns ``{"markdown", "html", "csv", "json", "plots/<name>.png"...: path}``. All content is
-    rendered before anything is written; each file is replaced atomically; other files stay.
+    rendered before anything is written, then written all or nothing (``fsrt.io.write_folder``); other
+    files in the folder stay.
     """
     if not run_ids:
         raise FsrtError("no run to report; give a run id or name (see the runs in the database)")
@@ -688,9 +686,5 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
         "markdown": ("report.md", doc.to_markdown().encode("utf-8")),
         "html": ("report.html", doc.to_html(images, title).encode("utf-8")),
     }
-    written: dict[str, Path] = {}
-    for rel, png in sorted(images.items()):
-        written[rel] = atomic_write_bytes(out / rel, png)
-    for key, (name, data) in files.items():
-        written[key] = atomic_write_bytes(out / name, data)
-    return written
+    paths = write_folder(out, {**images, **dict(files.values())}, "the report folder")  # all or nothing
+    return {**{rel: paths[rel] for rel in images}, **{key: paths[name] for key, (name, _) in files.items()}}

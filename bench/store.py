@@ -17,6 +17,7 @@ import types
 import typing
 from pathlib import Path
 
+from fsrt.bench import sqlite_file
 from fsrt.bench.points import POINT_FIELDS, Point, Status
 from fsrt.bench.rounds import Window
 from fsrt.errors import FsrtError
@@ -74,46 +75,71 @@ CREATE TABLE IF NOT EXISTS unavailable (
 """
 
 
-class Store:
-    """A results database. Use as a context manager or call ``close()``."""
+BUSY_TIMEOUT_S = 30.0  # how long to wait for another process's write lock before giving up
 
-    def __init__(self, path: str | Path):
+
+def _init_schema(db: sqlite3.Connection) -> None:
+    with db:
+        db.executescript(_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+class Store:
+    """A results database. Use as a context manager or call ``close()``.
+
+    ``readonly=True`` (for commands that only read, such as ``fsrt report``) never creates or
+    changes anything: a missing or empty file is an error. Otherwise a new database is built
+    whole beside its path and moved into place, so a failure leaves none behind.
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         if self.path.exists() and self.path.is_dir():
             raise FsrtError(f"results database {self.path} is a directory; pass a file path")
+        if readonly and not self.path.is_file():
+            raise FsrtError(f"no results database at {self.path}; run fsrt bench first (or pass --db)")
+        if not readonly:
+            sqlite_file.check_writable(self.path)
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                sqlite_file.create_whole(self.path, _init_schema)
+        self.db = sqlite_file.connect(self.path, readonly, BUSY_TIMEOUT_S)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise FsrtError(f"cannot create the results folder {self.path.parent}: a file is in the way") from None
-        try:
-            self.db = sqlite3.connect(self.path, timeout=30)
-            self.db.row_factory = sqlite3.Row
             self._check_and_migrate()
-        except sqlite3.DatabaseError as e:
-            raise FsrtError(f"results database {self.path} is corrupt or not SQLite ({e}); move it aside "
-                            "and rerun (nothing was changed)") from None
+        except BaseException:
+            self.db.close()
+            raise
 
     def _check_and_migrate(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" in tables:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+            try:
+                version = int(row[0]) if row else 0
+            except (TypeError, ValueError):
+                raise FsrtError(f"results database {self.path} has an unreadable schema version {row[0]!r}; "
+                                "it was not written by fsrt as it is: move it aside") from None
             if version > SCHEMA_VERSION:
                 raise FsrtError(f"results database {self.path} has schema version {version}, newer than this "
                                 f"fsrt understands ({SCHEMA_VERSION}); upgrade fsrt or use another --db")
             if version < 1:
                 raise FsrtError(f"results database {self.path} has no usable schema version; move it aside")
             if version < SCHEMA_VERSION:
+                if self.readonly:  # reading never writes: upgrade a copy in memory, leave the file as it is
+                    self.db = sqlite_file.in_memory_copy(self.db, self.path)
                 self._migrate(version)
             return
         if tables:
             raise FsrtError(f"{self.path} is an SQLite database but not an fsrt results store; use another --db")
-        with self.db:
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        if self.readonly:
+            raise FsrtError(f"{self.path} is empty, not an fsrt results database; run fsrt bench --db {self.path} "
+                            "first")
+        _init_schema(self.db)  # an SQLite file without tables: nothing to lose, make it a store
 
     def _migrate(self, version: int) -> None:
-        """Upgrade an older database in place, in one transaction (all or nothing), keeping its points."""
+        """Upgrade an older database in place, in one transaction (all or nothing), keeping its points:
+        a failure (disk full, locked) or an interruption, even SIGKILL, leaves the old schema intact
+        (SQLite rolls back the transaction, or its journal on the next open)."""
         steps = {1: _migrate_1_to_2}
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsrt.errors import CheckFailed, FsrtError, first_line
+from fsrt.errors import CheckFailed, FsrtError, first_line, interrupt_in_chain
 from fsrt.io import atomic_write_bytes
 from fsrt.precision import Precision, get_precision, torch_dtype
 from fsrt.spec import ModelSpec
@@ -131,6 +131,9 @@ def _export_graph(model, example, batch: BatchSpec, opset: int, translation_tabl
                                         input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], optimize=True,
                                         **kwargs)
         except Exception as e:
+            interrupt = interrupt_in_chain(e)
+            if interrupt is not None:  # Ctrl-C while tracing is an interruption, not an exporter failure
+                raise interrupt from None
             raise FsrtError(f"the ONNX exporter failed: {_first_line(e)}") from e
     return program.model_proto
 

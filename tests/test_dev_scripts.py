@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, load_dev_script
 from fsrt.zoo import zoo_names
 
-SCRIPTS = ("export_speed", "scaling_speed", "complexity_speed", "report_speed", "kernel_speed")
+SCRIPTS = ("export_speed", "scaling_speed", "complexity_speed", "report_speed", "kernel_speed", "fault_injection")
 
 
 def _run(name: str, capsys, *args: str) -> dict:

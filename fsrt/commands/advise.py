@@ -65,6 +65,10 @@ def command(base, target_flops, runtime, precision, batch, threads_text, device,
     if not db_path.is_file():
         raise FsrtError(f"no results database at {db_path}: nothing to fit a latency model on; run first: "
                         f"{_bench_hint(question, db_path)}")
+    if not no_measure:
+        from fsrt.io import check_writable_folder
+
+        check_writable_folder(out_dir, "the run folder --out")  # before measuring, not after
     from fsrt.bench.fingerprint import fingerprint, machine_id
     from fsrt.bench.store import Store
 
@@ -200,13 +204,14 @@ def _measure(advice, spec, store, mid, out_dir: Path, no_report: bool, quiet: bo
     """Measure the chosen networks with the real sweep, compare them, and write the report."""
     from fsrt.bench.advise import compare_measured, measure_plan, run_config, variants
     from fsrt.bench.sweep_run import run_sweep
-    from fsrt.commands.bench import _progress
-    from fsrt.errors import FsrtError
+    from fsrt.commands.bench import _check_memory, _progress
+    from fsrt.errors import Interrupted
     from fsrt.sizes import human
 
     q = advice.question
     vs = variants(advice, spec)
     plan = measure_plan(q, vs)
+    _check_memory(plan, vs)  # the networks at the target flops, before anything is built
     run_id = store.start_run(out_dir.name, mid, run_config(advice, plan))
     advice.run_id = run_id
     out = err_console()
@@ -216,8 +221,8 @@ def _measure(advice, spec, store, mid, out_dir: Path, no_report: bool, quiet: bo
     with _progress(out, quiet) as progress:
         try:
             points = run_sweep(plan, vs, [q.runtime], store, run_id, mid, out_dir / "work", progress)
-        except KeyboardInterrupt:
-            raise FsrtError("interrupted; measured windows are stored: rerun the same command to resume") from None
+        except KeyboardInterrupt as e:
+            raise Interrupted("measured windows are stored: rerun the same command to resume", by=e) from None
     store.finish_run(run_id)
     windows = store.windows(mid, sorted({p.mkey for p in points if p.mkey}))
     compare_measured(advice, points, windows)

@@ -16,8 +16,10 @@ DEFAULT_STRATEGIES = "dwr,dWr,w"
 def _ints(text: str, what: str) -> tuple[int, ...]:
     from fsrt.errors import FsrtError
 
+    if any(not v.strip() for v in text.split(",")):
+        raise FsrtError(f"{what} {text!r} has an empty item: give comma-separated integers such as 1,8,32")
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise FsrtError(f"{what} must be comma-separated integers, got {text!r}") from None
     if not values or any(v <= 0 for v in values):
@@ -26,7 +28,9 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 
 def _threads(text: str) -> int | None:
-    """``auto`` -> None (decided by measurement), else a positive integer."""
+    """``auto`` -> None (decided by measurement), else 1 up to the CPUs this process may use: more
+    threads than CPUs only contend (and thousands cannot even be started)."""
+    from fsrt.commands.common import usable_cpus
     from fsrt.errors import FsrtError
 
     if text.strip().lower() == "auto":
@@ -37,6 +41,10 @@ def _threads(text: str) -> int | None:
         raise FsrtError(f"--threads must be auto or a positive integer, got {text!r}") from None
     if n <= 0:
         raise FsrtError(f"--threads must be a positive integer, got {n}")
+    cpus = usable_cpus()
+    if n > cpus:
+        raise FsrtError(f"--threads must be at most the {cpus} CPUs this process can use (more threads only "
+                        f"contend), got {n}")
     return n
 
 
@@ -206,11 +214,14 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
     threads = _threads(threads_text)
     requested = parse_precisions(opts["precision"])
     dev = str(resolve_device(device))
+    if opts["cuda_graphs"] and not dev.startswith("cuda"):
+        raise FsrtError(f"--cuda-graphs replays a CUDA graph and needs a GPU, but the device is {dev}; drop it "
+                        "or use --device cuda")
     plan = _plan(models, opts, threads or 1, dev)
     from fsrt.bench.plan import plan_variants
     from fsrt.bench.runners import select_runners
 
-    plan_variants(plan)  # validates models and strategies before anything is written
+    variants = plan_variants(plan)  # validates models and strategies before anything is written
     runners, skipped = select_runners(opts["runtimes"], dev)
     if not runners:
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
@@ -218,7 +229,40 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
     plan, not_native = resolve_precisions(plan, requested, [r.name for r in runners])
     skipped.update(not_native)
     skipped.update(_cannot_train(plan, [r.name for r in runners]))
+    _check_memory(plan, variants)
+    from fsrt.io import check_writable_folder
+
+    check_writable_folder(out_dir, "the run folder --out")  # before measuring, not after
     _run(plan, threads, [r.name for r in runners], skipped, out_dir, db_path, no_report, as_json)
+
+
+def _check_memory(plan, variants) -> None:
+    """Refuse, before anything is built, a sweep whose largest model cannot fit in the memory
+    available: every point is checked against a float64 reference computed on the CPU (a forward
+    pass, or a training step), and on a GPU the timed call itself must fit there too."""
+    from fsrt.memory_estimate import check_fits, inference_memory, training_memory
+
+    advice = "lower --resolution, --batch or s"
+    if "infer" in plan.modes:
+        batch = max(plan.batches_for("infer"))
+        worst = max(variants, key=lambda v: inference_memory(v.spec, batch).total_bytes)
+        what = f"{worst.name} at {worst.spec.resolution} px, batch {batch}"
+        check_fits(inference_memory(worst.spec, batch, bytes_per_value=8), "cpu", what + " (float64 reference)",
+                   advice)
+        if plan.device.startswith("cuda"):
+            half = all(p in ("fp16", "bf16") for p in plan.precisions_for("infer"))
+            check_fits(inference_memory(worst.spec, batch, bytes_per_value=2 if half else 4), plan.device, what,
+                       advice)
+    if "train" in plan.modes:
+        batch = max(plan.batches_for("train"))
+        worst = max(variants, key=lambda v: training_memory(v.spec, batch).total_bytes)
+        what = f"{worst.name} at {worst.spec.resolution} px, batch {batch}, training step"
+        check_fits(training_memory(worst.spec, batch, bytes_per_value=8), "cpu", what + " (float64 reference)",
+                   advice)
+        if plan.device.startswith("cuda"):
+            half = all(p in ("fp16", "bf16") for p in plan.precisions_for("train"))
+            check_fits(training_memory(worst.spec, batch, bytes_per_value=2 if half else 4), plan.device, what,
+                       advice)
 
 
 def _cannot_train(plan, runtimes: list[str]) -> dict[str, str]:
@@ -244,7 +288,7 @@ def _run(plan, threads, runtimes, skipped, out_dir, db_path, no_report, as_json)
     from fsrt.bench.plan import plan_variants
     from fsrt.bench.store import Store
     from fsrt.bench.sweep_run import run_sweep
-    from fsrt.errors import FsrtError
+    from fsrt.errors import Interrupted
 
     out = err_console()
     fp = fingerprint()
@@ -275,9 +319,9 @@ def _run(plan, threads, runtimes, skipped, out_dir, db_path, no_report, as_json)
         with _progress(out, as_json) as progress:
             try:
                 points = run_sweep(plan, variants, runtimes, store, run_id, mid, out_dir / "work", progress)
-            except KeyboardInterrupt:
-                raise FsrtError("interrupted; measured windows and points are stored: rerun the same command "
-                                "to resume") from None
+            except KeyboardInterrupt as e:
+                raise Interrupted("measured windows and points are stored: rerun the same command to resume",
+                                  by=e) from None
         store.finish_run(run_id)
         paths = {}
         if not no_report:

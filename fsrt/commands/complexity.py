@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from fsrt.commands.common import console, json_option, positive_int, print_json
+from fsrt.commands.common import console, json_option, print_json, resolution_px
 
 
 @click.command("complexity")
 @click.argument("model")
-@click.option("--resolution", "-r", type=int, default=None, callback=positive_int("resolution"),
+@click.option("--resolution", "-r", type=int, default=None, callback=resolution_px("--resolution"),
               help="Input size in pixels (default: the spec's train resolution).")
 @json_option
 def command(model: str, resolution: int | None, as_json: bool) -> None:

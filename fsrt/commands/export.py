@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from fsrt.commands.common import console, err_console, json_option, print_json
+from fsrt.commands.common import console, err_console, json_option, print_json, resolution_px
+
+TRT_ONLY_OPTIONS = ("engine", "workspace", "timing_cache", "opt_level")  # meaningless without --trt
 
 
 def default_output(spec, source: str, precision: str, resolution: int | None):
@@ -19,6 +21,25 @@ def default_output(spec, source: str, precision: str, resolution: int | None):
     if precision != "fp32":
         base += f"-{precision}"
     return Path(f"{base}.onnx")
+
+
+def _parity_memory(spec, bspec, resolution: int | None) -> None:
+    """Refuse before building when the float64 parity reference at its largest batch cannot fit."""
+    from fsrt.memory_estimate import check_fits, inference_memory
+
+    batch = max(bspec.parity_batches())
+    check_fits(inference_memory(spec, batch, resolution, bytes_per_value=8), "cpu",
+               f"{spec.name or spec.family} at {resolution or spec.resolution} px, batch {batch} (float64 parity "
+               "reference)", "lower --resolution or the batch, or pass --no-parity")
+
+
+def _export_memory(spec, bspec, resolution: int | None) -> None:
+    """Refuse before building when the model and one fp32 example batch cannot fit."""
+    from fsrt.memory_estimate import check_fits, inference_memory
+
+    check_fits(inference_memory(spec, bspec.example, resolution), "cpu",
+               f"{spec.name or spec.family} at {resolution or spec.resolution} px, batch {bspec.example}",
+               "lower --resolution or the batch")
 
 
 def summary_table(result, engine=None):
@@ -71,7 +92,8 @@ def summary_table(result, engine=None):
 @click.option("--batch", "-b", type=int, default=None, help="Static batch size (default 1).")
 @click.option("--dynamic-batch", default=None, metavar="MIN:OPT:MAX",
               help="Symbolic batch; MIN:OPT:MAX also sets the TensorRT optimization profile.")
-@click.option("--resolution", "-r", type=int, default=None, help="Input size in pixels (default: the spec's).")
+@click.option("--resolution", "-r", type=int, default=None, callback=resolution_px("--resolution"),
+              help="Input size in pixels (default: the spec's).")
 @click.option("--precision", "-p", default="fp32", show_default=True, metavar="fp32|fp16|bf16",
               help="Graph precision; fp16/bf16 give real half-precision graphs (TensorRT takes its precision "
                    "from the graph).")
@@ -94,7 +116,8 @@ def summary_table(result, engine=None):
 @click.option("--triton-group-conv", is_flag=True,
               help="Swap grouped convs for the fsrt Triton kernel (custom ONNX node for a TensorRT plugin).")
 @json_option
-def command(source, output, batch, dynamic_batch, resolution, precision, opset, no_parity, seed, ema, force, trt,
+@click.pass_context
+def command(ctx, source, output, batch, dynamic_batch, resolution, precision, opset, no_parity, seed, ema, force, trt,
             engine, workspace, timing_cache, opt_level, triton_group_conv, as_json):
     """Export SOURCE (zoo name, spec file or checkpoint) to ONNX, checked against PyTorch.
 
@@ -120,24 +143,34 @@ def command(source, output, batch, dynamic_batch, resolution, precision, opset, 
     from fsrt.exporters import trt_config
     from fsrt.exporters.model_source import load_model
     from fsrt.exporters.onnx_export import check_opset, export_onnx
+    from fsrt.io import refuse_existing
     from fsrt.precision import get_precision
     from fsrt.sizes import parse_bytes
+    from fsrt.source import get_spec, is_checkpoint_path
 
     # Cheap checks first, so bad input fails before any work and leaves no files.
     prec = get_precision(precision)
     check_opset(opset, prec.name)
     bspec = trt_config.batch_spec(batch, dynamic_batch)
-    if resolution is not None and resolution < 8:
-        raise FsrtError(f"resolution must be >= 8 pixels, got {resolution}")
     if trt:
         parse_bytes(workspace, "--workspace")
+    else:
+        given = [f"--{n.replace('_', '-')}" for n in TRT_ONLY_OPTIONS
+                 if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise FsrtError(f"{', '.join(given)} only {verb} to a TensorRT engine; add --trt to build one")
+    need = _parity_memory if not no_parity else _export_memory
+    checkpoint = is_checkpoint_path(source)
+    if not checkpoint:  # refuse before the model is built
+        need(get_spec(source), bspec, resolution)
     model, spec = load_model(source, ema=ema)
+    if checkpoint:  # its weights are loaded already, the activations are not
+        need(spec, bspec, resolution)
     out = default_output(spec, source, prec.name, resolution) if output is None else click.format_filename(output)
+    out = refuse_existing(out, force)
     from pathlib import Path
 
-    out = Path(out)
-    if out.exists() and not force:
-        raise FsrtError(f"{out} exists; pass --force to replace it")
     engine_path = Path(engine) if engine else trt_config.default_engine_path(out)
     if trt:
         from fsrt.exporters.trt_engine import check_outputs_free

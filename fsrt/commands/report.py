@@ -23,6 +23,20 @@ def default_out_dir(db: Path, runs: list[dict]) -> Path:
     return db.parent / folder / "report"
 
 
+def check_unambiguous(stored: list[dict], ref: str, db: Path) -> None:
+    """Refuse a run name shared by several runs (the same --out with another config), listing
+    their ids, instead of guessing; an id is always exact."""
+    from fsrt.errors import FsrtError
+
+    if any(str(r["id"]) == str(ref) for r in stored):
+        return
+    named = [r for r in stored if r["name"] == str(ref)]
+    if len(named) > 1:
+        ids = ", ".join(str(r["id"]) for r in named)
+        raise FsrtError(f"{len(named)} runs in {db} are named {ref!r} (ids {ids}); pass an id instead, "
+                        f"e.g. fsrt report {named[-1]['id']} (see fsrt report --list)")
+
+
 @click.command("report")
 @click.argument("runs", nargs=-1, metavar="[RUN ...]")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True,
@@ -55,13 +69,15 @@ def command(runs: tuple[str, ...], db_path: Path, out_dir: Path | None, list_run
     from fsrt.bench.report import write_report
     from fsrt.bench.store import Store
 
-    with Store(db_path) as store:
+    with Store(db_path, readonly=True) as store:  # reading never writes, not even to an empty file
         stored = store.runs()
         if list_runs:
             _print_runs(stored, as_json)
             return
         if not stored:
             raise FsrtError(f"no runs in {db_path}; run fsrt bench first")
+        for ref in runs:
+            check_unambiguous(stored, ref, db_path)
         selected = [store.run(r) for r in runs] if runs else [stored[-1]]
         out = out_dir if out_dir is not None else default_out_dir(db_path, selected)
         written = write_report(store, [r["id"] for r in selected], out)

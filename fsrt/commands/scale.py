@@ -21,8 +21,9 @@ from fsrt.commands.common import console, err_console, json_option, print_json
               help="With --target-flops: relative miss counted as reached.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write the scaled spec here (.yaml/.yml or .json).")
+@click.option("--force", "-f", is_flag=True, help="Replace an existing --output file.")
 @json_option
-def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json):
+def command(model, alpha, strategy, s, target_flops, tolerance, output, force, as_json):
     """Scale MODEL (zoo name, spec file or checkpoint) and show it before and after.
 
     Quantization follows pycls (depth rounded, widths to multiples of 8, group widths snapped,
@@ -36,11 +37,16 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
       fsrt scale EfficientNet-B0 --alpha 0.8 --target-flops 1.6G -o en_1.6g.yaml
       fsrt scale RegNetY-400MF --strategy d1_w8_g8_r1 --s 4 --json
     """
-    from fsrt.errors import FsrtError
+    from fsrt.errors import FsrtError, write_failure
+    from fsrt.io import refuse_existing
     from fsrt.scaling import parse_strategies, scale_spec, scale_to_flops
     from fsrt.sizes import parse_count
-    from fsrt.source import get_spec
+    from fsrt.source import SPEC_SUFFIXES, get_spec
 
+    if output:
+        if not output.lower().endswith(SPEC_SUFFIXES):
+            raise FsrtError(f"--output {output} must end in .yaml, .yml or .json (the format follows the suffix)")
+        refuse_existing(output, force)
     strategies = parse_strategies(alpha, strategy)
     if len(strategies) != 1:
         raise FsrtError("give exactly one strategy, --alpha A or --strategy NAME (e.g. --alpha 0.8 or --strategy dWr); "
@@ -64,7 +70,7 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
         try:
             result.spec.save(output)
         except OSError as e:
-            raise FsrtError(f"cannot write {output}: {e.strerror or e}") from None
+            raise write_failure(e, output) from None
     if as_json:
         doc = result.to_dict()
         if output:
