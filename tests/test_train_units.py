@@ -204,8 +204,8 @@ def test_crop_boxes_stay_inside_and_match_the_area_rule():
 
 
 def test_checkpoint_write_is_atomic_and_loadable(tmp_path):
-    from fsrt.source import load_checkpoint
-    from fsrt.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+    from fsrt.checkpoint import load_checkpoint, save_checkpoint
+    from fsrt.train.rng import rng_state, set_rng_state
 
     state = rng_state()
     a = torch.rand(3)

@@ -220,6 +220,16 @@ class FolderDataset(torch.utils.data.Dataset):
         return torch.from_numpy(arr).permute(2, 0, 1), label
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def collate_skip(items):
     """Stack the readable items; returns (x uint8, y int64, number skipped)."""
     good = [it for it in items if it is not None]
@@ -244,6 +254,8 @@ class FolderSource(DataSource):
         self.classes, self.train_samples, self.val_samples = classes, train, val
 
     def _loader(self, ds, batch, sampler, workers, pin, drop_last):
+        # More decoding processes than usable cores only adds contention (and a PyTorch warning).
+        workers = min(workers, usable_cpus())
         return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers,
                                            pin_memory=pin, drop_last=drop_last, collate_fn=collate_skip,
                                            persistent_workers=False)
