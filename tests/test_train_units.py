@@ -268,3 +268,15 @@ def test_nonfinite_loss_on_one_rank_stops_every_rank():
     for p in procs:
         p.join(timeout=60)
     assert results == [(0, True, False), (1, True, False)]
+
+
+def test_small_images_without_random_crop_are_plainly_resized():
+    import torch.nn.functional as F
+
+    from fsrt.train.augment import MEAN, STD, DevicePipeline
+
+    x = torch.rand(4, 1, 8, 8)
+    out = DevicePipeline("small", 32, Recipe(crop_min_scale=1.0, hflip=0.0), torch.device("cpu")).train(x)
+    want = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+    want = (want - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(out, want)

@@ -197,7 +197,7 @@ def _fresh_setup(model, data, recipe_name, explicit, lr, resolution) -> Setup:
     fresh_head = init_state is None  # a trained classifier is not at its starting curvature
     rec, adaptations = adapt_recipe(rec, recipe_epochs=load_recipe(recipe_name).epochs,
                                     num_classes=source.num_classes, fixed=fixed,
-                                    curvature=(lambda: classifier_curvature(spec, source, rec)) if fresh_head else None)
+                                    curvature=(lambda r: classifier_curvature(spec, source, r)) if fresh_head else None)
     return Setup(spec, rec, source, init_state, tuple(adaptations))
 
 

@@ -99,9 +99,9 @@ def digits_source() -> TensorSource:
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(12345))
     n_val = len(x) // 5
     val, train = order[:n_val], order[n_val:]
-    defaults = {"hflip": 0.0, "crop_min_scale": 0.35, "eval_crop": 1.0, "batch_size": 128}
-    note = ("digits: batch 128, no flip, crop_min_scale 0.35, eval without crop "
-            "(1,438 small images that are not mirror-symmetric)")
+    defaults = {"hflip": 0.0, "crop_min_scale": 1.0, "eval_crop": 1.0, "batch_size": 128}
+    note = ("digits: batch 128, no flip, no random-resized crop, eval without crop "
+            "(1,438 8x8 images that fill their frame and are not mirror-symmetric)")
     return TensorSource("digits", "small", x[train], y[train], x[val], y[val], 10,
                         recipe_defaults=defaults, note=note)
 
