@@ -73,14 +73,16 @@ def _unreadable(p: Path, e: BaseException) -> FsrtError:
 
     if isinstance(e, OSError):
         return FsrtError(f"cannot read checkpoint {p}: {e.strerror or first_line(e)}")
-    if not zipfile.is_zipfile(p):
-        return FsrtError(f"checkpoint {p} is not a torch checkpoint (not a zip archive, or truncated); "
+    with open(p, "rb") as f:
+        zip_magic = f.read(4) == b"PK\x03\x04"
+    if not zip_magic:
+        return FsrtError(f"cannot read checkpoint {p}: it is not a torch checkpoint (not a zip archive); "
                          "use a file written by 'fsrt train' or torch.save")
-    if isinstance(e, pickle.UnpicklingError):
-        return FsrtError(f"checkpoint {p} holds Python objects other than tensors and plain values; fsrt "
-                         "loads only those (unpickling anything else could run code from the file)")
-    return FsrtError(f"checkpoint {p} is corrupt or truncated (its archive cannot be read); "
-                     "use another copy, e.g. the run's best.pt")
+    if not zipfile.is_zipfile(p) or not isinstance(e, pickle.UnpicklingError):
+        return FsrtError(f"cannot read checkpoint {p}: it is corrupt or truncated (its archive cannot be read); "
+                         "use another copy, e.g. the run's best.pt")
+    return FsrtError(f"cannot read checkpoint {p}: it holds Python objects other than tensors and plain values; fsrt "
+                     "loads only those (unpickling anything else could run code from the file)")
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -94,7 +96,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if not p.exists():
         raise FsrtError(f"checkpoint {p} does not exist")
     if p.stat().st_size == 0:
-        raise FsrtError(f"checkpoint {p} is empty (0 bytes); it was never written completely")
+        raise FsrtError(f"cannot read checkpoint {p}: it is empty (0 bytes); it was never written completely")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols on foreign files

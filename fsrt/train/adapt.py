@@ -74,7 +74,12 @@ def classifier_curvature(spec, source, recipe: Recipe, batch: int = 64, iteratio
     model = build_model(spec, zero_init_last_bn=recipe.zero_init_last_bn).train()
     pipe = DevicePipeline(source.kind, spec.resolution, recipe, torch.device("cpu"))
     kw = {"resolution": spec.resolution, "recipe": dataclasses.replace(recipe, workers=0), "pin": False}
-    x, _ = next(iter(source.train_batches(0, min(batch, source.n_train), recipe.seed, 0, 1, **kw)))
+    first = next(iter(source.train_batches(0, min(batch, source.n_train), recipe.seed, 0, 1, **kw)), None)
+    if first is None:
+        from fsrt.train.data import no_readable_images
+
+        raise no_readable_images(source, "train")
+    x = first[0]
     seen = {}
 
     def keep_input(module, inputs, output) -> None:

@@ -286,6 +286,13 @@ class FolderSource(DataSource):
                 yield x, y
 
 
+def no_readable_images(source: DataSource, split: str) -> FsrtError:
+    """The error for a split none of whose images (read so far) could be decoded."""
+    what = "training" if split == "train" else "validation"
+    return FsrtError(f"no readable {what} image in {source.name}: all {source.skipped[split]} read failed to "
+                     f"decode (corrupt or not images); replace them")
+
+
 def open_source(data: str, *, num_classes: int, resolution: int, seed: int = 0) -> DataSource:
     """``digits``, ``synthetic[:N]`` or a folder path as a ``DataSource``."""
     if data == "digits":

@@ -108,8 +108,9 @@ def evaluate(run: Run, model: torch.nn.Module) -> tuple[float, float]:
     model.train(was_training)
     c1, c5, n = all_reduce_sum([float(v) for v in counts.tolist()], run.device, run.dist)
     if not n:
-        raise FsrtError(f"no readable validation image in {run.source.name}: all {run.source.skipped['val']} "
-                        "failed to decode (corrupt or not images); replace them")
+        from fsrt.train.data import no_readable_images
+
+        raise no_readable_images(run.source, "val")
     return c1 / n, c5 / n
 
 
@@ -199,8 +200,9 @@ def check_epoch(run: Run, epoch: int, st: EpochStats) -> float:
     if failed or not math.isfinite(mean):
         raise TrainingDiverged(_diverged_message(run, epoch, st, mean))
     if not images:
-        raise FsrtError(f"no readable training image in {run.source.name}: all {run.source.skipped['train']} "
-                        "read in this epoch failed to decode (corrupt or not images); replace them")
+        from fsrt.train.data import no_readable_images
+
+        raise no_readable_images(run.source, "train")
     return mean
 
 
