@@ -27,11 +27,8 @@ def _sgd_blows_up(lr: float, lam: float, momentum: float, nesterov: bool, steps:
     return abs(w.item()) > 1.0
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])  # nesterov needs momentum
 def test_stable_lr_is_the_edge_where_torch_sgd_starts_to_diverge(momentum, nesterov):
-    if nesterov and momentum == 0:
-        pytest.skip("nesterov needs momentum")
     lam = 37.0
     edge = stable_lr(lam, momentum, nesterov)
     assert not _sgd_blows_up(edge * 0.99, lam, momentum, nesterov)
@@ -77,7 +74,7 @@ def test_adaptations_follow_the_class_count_and_the_schedule_length():
     got, changes = adapt_recipe(short, recipe_epochs=100, num_classes=10,
                                 curvature=lambda rec: seen.append(rec.zero_init_last_bn) or lam)
     assert [c.key for c in changes] == ["warmup_epochs", "zero_init_last_bn", "head_lr_scale"]
-    assert seen == [True]                                     # measured on the network as it will start
+    assert seen == [False]                                    # measured with the residual branches active
     assert got.head_lr_scale == pytest.approx(0.5 * 2 * 1.9 / lam / 0.25)    # half the edge 2(1+mu)/lam, at lr 0.25
     assert got.warmup_epochs == pytest.approx(0.5) and got.zero_init_last_bn   # 5 of 100 epochs -> 0.5 of 10
     pinned = {"head_lr_scale", "warmup_epochs", "zero_init_last_bn"}

@@ -14,11 +14,15 @@ the user set explicitly); each change is stated in the run's log, ``--print-conf
   digits is unstable above lr ~0.02 while the recipe asks for 0.25: its loss explodes in the
   first epoch. fsrt measures lambda on one training batch with the freshly initialized model
   and scales the classifier's learning rate so that it stays at half that bound (the classic
-  1/L step); the rest of the network keeps the recipe's rate.
+  1/L step); the rest of the network keeps the recipe's rate. The measurement keeps the residual
+  branches active even when they start at zero (below): that only delays the features' growth.
 - ``warmup_epochs`` (fewer epochs than the recipe's): warm-up is a share of the schedule
   (5 of 100 epochs). A run shortened with ``--epochs`` keeps that share, otherwise 5 warm-up
   epochs of a 10-epoch exponential schedule hold the rate below a fifth of its peak for the
   whole run. Longer runs (the 2x/4x schedules) keep the paper's warm-up.
+- ``zero_init_last_bn`` (fewer epochs than the recipe's): with little warm-up left, residual
+  blocks start as identities (gamma 0 on the BN closing each residual branch, pycls's option and
+  Goyal et al.'s remedy for unstable starts), so the network starts shallow and stable.
 """
 
 from __future__ import annotations
@@ -106,8 +110,8 @@ def adapt_recipe(recipe: Recipe, *, recipe_epochs: int, num_classes: int, curvat
                  fixed: set[str] = frozenset()) -> tuple[Recipe, list[Adaptation]]:
     """``recipe`` adapted to a run with ``num_classes`` classes whose recipe was written for
     ``recipe_epochs`` epochs. ``curvature(recipe)`` returns ``classifier_curvature`` for the network
-    as that recipe starts it (called only when it matters); keys in ``fixed`` (set by the user)
-    are left alone."""
+    that recipe builds (called only when it matters, with the residual branches active); keys in
+    ``fixed`` (set by the user) are left alone."""
     changes: list[Adaptation] = []
     if recipe.epochs < recipe_epochs and recipe.warmup_epochs > 0 and "warmup_epochs" not in fixed:
         warmup = recipe.warmup_epochs * recipe.epochs / recipe_epochs
@@ -122,7 +126,10 @@ def adapt_recipe(recipe: Recipe, *, recipe_epochs: int, num_classes: int, curvat
     recipe = dataclasses.replace(recipe, **{c.key: c.value for c in changes})
     if (num_classes < RECIPE_CLASSES and curvature is not None and "head_lr_scale" not in fixed
             and recipe.head_lr_scale == 1.0):
-        bound = stable_lr(curvature(recipe), recipe.momentum, recipe.nesterov)
+        # measured with the residual branches active: zero-gamma only delays the features'
+        # growth, and the classifier must stay stable once the blocks contribute
+        bound = stable_lr(curvature(dataclasses.replace(recipe, zero_init_last_bn=False)), recipe.momentum,
+                          recipe.nesterov)
         scale = 0.5 * bound / recipe.batch_lr()
         if scale < 1.0:
             changes.append(Adaptation(
