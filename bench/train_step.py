@@ -93,7 +93,7 @@ def default_train_precision(device: str) -> str:
     """The trainer's own AMP choice (``amp: auto``) on ``device``: fp32 on CPU, bf16 or fp16 on GPU."""
     import torch
 
-    from fsrt.train.loop import amp_setup
+    from fsrt.train.amp import amp_setup
     from fsrt.train.recipe import load_recipe
 
     dtype, _ = amp_setup(load_recipe(RECIPE), torch.device(device))
@@ -248,7 +248,7 @@ class TrainStepRunner:
         """The trainer's model (train mode), optimizer, autocast dtype and gradient scaler."""
         import torch
 
-        from fsrt.train.loop import amp_setup
+        from fsrt.train.amp import amp_setup
         from fsrt.train.schedule import make_optimizer
 
         self.device = torch.device(ctx.device)
@@ -314,7 +314,7 @@ class TrainStepRunner:
         its summary is what ``output`` returns (the parity check)."""
         import torch
 
-        from fsrt.train.loop import autocast
+        from fsrt.train.amp import autocast
         from fsrt.train.loss import mixed_loss
 
         xt = torch.from_numpy(x).to(self.device).contiguous(memory_format=self.memory_format)

@@ -204,8 +204,8 @@ def test_crop_boxes_stay_inside_and_match_the_area_rule():
 
 
 def test_checkpoint_write_is_atomic_and_loadable(tmp_path):
-    from fsrt.source import load_checkpoint
-    from fsrt.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+    from fsrt.checkpoint import load_checkpoint, save_checkpoint
+    from fsrt.train.rng import rng_state, set_rng_state
 
     state = rng_state()
     a = torch.rand(3)
@@ -268,3 +268,15 @@ def test_nonfinite_loss_on_one_rank_stops_every_rank():
     for p in procs:
         p.join(timeout=60)
     assert results == [(0, True, False), (1, True, False)]
+
+
+def test_small_images_without_random_crop_are_plainly_resized():
+    import torch.nn.functional as F
+
+    from fsrt.train.augment import MEAN, STD, DevicePipeline
+
+    x = torch.rand(4, 1, 8, 8)
+    out = DevicePipeline("small", 32, Recipe(crop_min_scale=1.0, hflip=0.0), torch.device("cpu")).train(x)
+    want = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+    want = (want - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(out, want)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -89,34 +91,28 @@ def command(model, data, recipe, epochs, batch_size, lr, resolution, sets, out, 
     out_dir = Path(out) if out else Path("runs") / default_dir
     main_rank = int(os.environ.get("RANK", "0")) == 0
     note = err_console().print if main_rank else (lambda *a, **k: None)
-
+    if not print_config:
+        _preflight(out_dir, resume, device)
     if resume:
-        spec, rec, source, init_state, res = _resume_setup(out_dir, data, explicit, lr)
+        setup = _resume_setup(model, out_dir, data, explicit, lr)
     else:
-        spec, rec, source, init_state, res = _fresh_setup(model, data, recipe, explicit, lr, resolution)
-
+        setup = _fresh_setup(model, data, recipe, explicit, lr, resolution)
     if print_config:
-        doc = {"spec": spec.to_dict(), "recipe": rec.to_dict(), "batch_lr": rec.batch_lr(), "resolution": res}
-        if as_json:
-            print_json(doc)
-        else:
-            import yaml
-
-            console().print(yaml.safe_dump(doc, sort_keys=False), markup=False, highlight=False)
+        _print_config(setup, as_json)
         return
 
+    from fsrt.train.distributed import shutdown
     from fsrt.train.loop import RunOptions, train
 
+    spec, rec, source = setup.spec, setup.recipe, setup.source
     note(f"[bold]fsrt train[/] {spec.name or model} on {source.name}: {source.n_train} train / {source.n_val} val "
-         f"images, {source.num_classes} classes, {res} px, batch {rec.batch_size}, lr {rec.batch_lr():.4g}, "
-         f"{rec.epochs} epochs -> {out_dir}", highlight=False)
-    if source.note:
-        note(f"note: {source.note} (override with --set)", highlight=False)
+         f"images, {source.num_classes} classes, {spec.resolution} px, batch {rec.batch_size}, "
+         f"lr {rec.batch_lr():.4g}, {rec.epochs} epochs -> {out_dir}", highlight=False)
+    for line in setup.notes():
+        note(line, highlight=False)
     opts = RunOptions(out=out_dir, data=data, resume=resume, device=device, max_steps=max_steps,
-                      stop_after=stop_after, progress=not no_progress and not as_json, init_state=init_state,
-                      model_arg=model)
-    from fsrt.train.distributed import shutdown
-
+                      stop_after=stop_after, progress=not no_progress and not as_json, init_state=setup.init_state,
+                      model_arg=model, adaptations=tuple(a.to_dict() for a in setup.adaptations))
     try:
         summary = train(spec, source, rec, opts, log=lambda s: note(s, highlight=False))
     finally:
@@ -131,35 +127,91 @@ def command(model, data, recipe, epochs, batch_size, lr, resolution, sets, out, 
     _print_summary(summary)
 
 
-def _fresh_setup(model, data, recipe_name, explicit, lr, resolution):
-    from fsrt.source import CHECKPOINT_SUFFIXES, SPEC_SUFFIXES, get_spec, load_checkpoint
-    from fsrt.train.data import open_source
-    from fsrt.train.loop import resolve_spec
-    from fsrt.train.recipe import load_recipe
+def _preflight(out_dir: Path, resume: bool, device: str) -> None:
+    """What can fail without data or a model fails first: the device and the run folder."""
+    from fsrt.device import resolve_device
+    from fsrt.train.distributed import resolve_local_rank
+    from fsrt.train.outdir import check_out_dir
 
-    suffix = Path(model).suffix.lower()
+    resolve_device(device, resolve_local_rank())
+    check_out_dir(out_dir, resume)
+
+
+@dataclass
+class Setup:
+    """What a run starts from: spec, resolved recipe, data, weights and the adaptations made."""
+
+    spec: object
+    recipe: object
+    source: object
+    init_state: dict | None = None
+    adaptations: tuple = ()
+
+    def notes(self) -> list[str]:
+        """Lines for the run's log: the data's own defaults and each adapted recipe key."""
+        lines = [f"note: {self.source.note} (override with --set)"] if self.source.note else []
+        return lines + [f"adapted: {a.line()}" for a in self.adaptations]
+
+
+def _print_config(setup: Setup, as_json: bool) -> None:
+    rec = setup.recipe
+    doc = {"spec": setup.spec.to_dict(), "recipe": rec.to_dict(), "batch_lr": rec.batch_lr(),
+           "resolution": setup.spec.resolution,
+           "adapted": [a.to_dict() for a in setup.adaptations]}
+    if as_json:
+        print_json(doc)
+        return
+    import yaml
+
+    console().print(yaml.safe_dump(doc, sort_keys=False, width=100), markup=False, highlight=False)
+
+
+def _fresh_setup(model, data, recipe_name, explicit, lr, resolution) -> Setup:
+    from fsrt.source import get_spec, source_kind
+    from fsrt.train.adapt import adapt_recipe, classifier_curvature
+    from fsrt.train.data import open_source
+    from fsrt.train.recipe import load_recipe
+    from fsrt.train.run import resolve_spec
+
+    kind = source_kind(model)
     base = get_spec(model)
-    from_zoo = suffix not in SPEC_SUFFIXES + CHECKPOINT_SUFFIXES
-    init_state = load_checkpoint(model)["model"] if suffix in CHECKPOINT_SUFFIXES else None
+    init_state = None
+    if kind == "checkpoint":
+        from fsrt.checkpoint import load_checkpoint
+
+        init_state = _checked_weights(load_checkpoint(model), model, base, "its own spec")
     res = resolution or (32 if data == "digits" else base.resolution)
     source = open_source(data, num_classes=base.num_classes, resolution=res)
     overrides = {k: v for k, v in source.recipe_defaults.items() if k not in explicit}
     overrides.update(explicit)
     rec = load_recipe(recipe_name, overrides)
     if lr is not None:
-        import dataclasses
-
         rec = dataclasses.replace(rec, lr=lr, lr_ref_batch=rec.batch_size)
-    what = f"spec file {model}" if suffix in SPEC_SUFFIXES else f"checkpoint {model}"
-    spec = resolve_spec(base, num_classes=source.num_classes, resolution=res, recipe=rec, from_zoo=from_zoo, what=what)
-    return spec, rec, source, init_state, res
+    what = f"spec file {model}" if kind == "spec" else f"checkpoint {model}"
+    spec = resolve_spec(base, num_classes=source.num_classes, resolution=res, recipe=rec, from_zoo=kind == "zoo",
+                        what=what)
+    fixed = set(explicit) | ({"lr", "lr_ref_batch"} if lr is not None else set())
+    fresh_head = init_state is None  # a trained classifier is not at its starting curvature
+    rec, adaptations = adapt_recipe(rec, recipe_epochs=load_recipe(recipe_name).epochs,
+                                    num_classes=source.num_classes, fixed=fixed,
+                                    curvature=(lambda r: classifier_curvature(spec, source, r)) if fresh_head else None)
+    return Setup(spec, rec, source, init_state, tuple(adaptations))
 
 
-def _resume_setup(out_dir: Path, data, explicit, lr):
-    import dataclasses
+def _checked_weights(ckpt: dict, where, spec, against: str) -> dict:
+    """The checkpoint's model weights, checked against ``spec`` before any work starts."""
+    from fsrt.checkpoint import checkpoint_weights, weights_mismatch
+    from fsrt.models import build_model
 
-    from fsrt.source import load_checkpoint
-    from fsrt.spec import ModelSpec
+    state = checkpoint_weights(ckpt, where)
+    problem = weights_mismatch(build_model(spec, device="meta").state_dict(), state)
+    if problem:
+        raise FsrtError(f"weights in checkpoint {where} ['model'] do not match {against}: {problem}")
+    return state
+
+
+def _resume_setup(model: str, out_dir: Path, data, explicit, lr) -> Setup:
+    from fsrt.checkpoint import checkpoint_spec, load_checkpoint
     from fsrt.train.data import open_source
     from fsrt.train.recipe import Recipe, coerce
 
@@ -167,8 +219,11 @@ def _resume_setup(out_dir: Path, data, explicit, lr):
     if not last.exists():
         raise FsrtError(f"--resume: no checkpoint at {last} (give the run folder with --out)")
     ckpt = load_checkpoint(last)
-    spec = ModelSpec.from_dict(ckpt["spec"])
-    saved = ckpt.get("config", {}).get("recipe")
+    spec = checkpoint_spec(ckpt, last)
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    _check_same_model(model, spec, config, last)
+    _checked_weights(ckpt, last, spec, "its own spec; the run cannot be resumed, start a new --out")
+    saved = config.get("recipe")
     if not isinstance(saved, dict):
         raise FsrtError(f"{last} has no recipe in its config; it was not written by 'fsrt train'")
     rec = Recipe(**saved)
@@ -185,7 +240,21 @@ def _resume_setup(out_dir: Path, data, explicit, lr):
     if source.num_classes != spec.num_classes:
         raise FsrtError(f"checkpoint {last} has num_classes {spec.num_classes} but the data has "
                         f"{source.num_classes} classes")
-    return spec, rec, source, None, spec.resolution
+    return Setup(spec, rec, source, None, ())
+
+
+def _check_same_model(model: str, spec, config: dict, last: Path) -> None:
+    """``--resume`` continues the run's own model: MODEL must name the network it trains."""
+    from fsrt.source import get_spec
+
+    given = get_spec(model)
+    same = given.replace(num_classes=spec.num_classes, resolution=spec.resolution,
+                         eval_resolution=spec.eval_resolution, drop_path=spec.drop_path,
+                         head=dataclasses.replace(given.head, dropout=spec.head.dropout))
+    if same != spec:
+        was = config.get("model") or spec.name or "another model"
+        raise FsrtError(f"--resume: {last} is a run of {was}, not of {model}; give {was} as MODEL "
+                        "or start a new --out")
 
 
 def _print_summary(s: dict) -> None:
@@ -205,7 +274,7 @@ def _print_summary(s: dict) -> None:
              ("images/s", "-" if s["images_per_s"] is None else f"{s['images_per_s']:,.0f}"),
              ("train time", f"{s['train_time_s']:.1f} s"), ("resolution", f"{s['resolution']} px"),
              ("batch / lr", f"{s['batch_size']} / {s['lr']:.4g}"), ("device", f"{s['device']} ({s['amp_dtype']})"),
-             ("checkpoint", s["checkpoint"])]
+             ("checkpoint", s["checkpoint"] or "-")]
     for k, v in rows:
         table.add_row(k, v)
     console().print(table)

@@ -14,8 +14,9 @@ class DevicePipeline:
     """Turns a source's CPU batch into the normalized float batch the model sees.
 
     ``kind`` comes from the data source: ``small`` (images below the resolution: random-resized
-    crop + flip here, with kornia), ``crops`` (uint8 crops already at the resolution from the
-    loader workers) or ``ready`` (float images at the resolution).
+    crop, or a plain resize when ``crop_min_scale`` is 1, here with kornia), ``crops`` (uint8
+    crops already at the resolution from the loader workers) or ``ready`` (float images at the
+    resolution). Then flip and AutoAugment/RandAugment.
     """
 
     def __init__(self, kind: str, resolution: int, recipe, device: torch.device, channels_last: bool = False):
@@ -25,7 +26,7 @@ class DevicePipeline:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
-        crop = kind == "small" or (kind == "ready" and recipe.crop_min_scale < 1)
+        crop = kind in ("small", "ready") and recipe.crop_min_scale < 1
         self.crop = K.RandomResizedCrop((resolution, resolution), scale=(recipe.crop_min_scale, 1.0)) if crop else None
         self.flip = K.RandomHorizontalFlip(p=recipe.hflip) if recipe.hflip > 0 and kind != "crops" else None
         self.auto = None
@@ -54,6 +55,8 @@ class DevicePipeline:
         with torch.no_grad():
             if self.crop is not None:
                 x = self.crop(x)
+            elif x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+                x = F.interpolate(x, size=(self.resolution,) * 2, mode="bilinear", align_corners=False)
             if self.flip is not None:
                 x = self.flip(x)
             if self.auto is not None:

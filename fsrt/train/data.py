@@ -99,9 +99,9 @@ def digits_source() -> TensorSource:
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(12345))
     n_val = len(x) // 5
     val, train = order[:n_val], order[n_val:]
-    defaults = {"hflip": 0.0, "crop_min_scale": 0.35, "eval_crop": 1.0, "batch_size": 128}
-    note = ("digits: batch 128, no flip, crop_min_scale 0.35, eval without crop "
-            "(1,438 small images that are not mirror-symmetric)")
+    defaults = {"hflip": 0.0, "crop_min_scale": 1.0, "eval_crop": 1.0, "batch_size": 128}
+    note = ("digits: batch 128, no flip, no random-resized crop, eval without crop "
+            "(1,438 8x8 images that fill their frame and are not mirror-symmetric)")
     return TensorSource("digits", "small", x[train], y[train], x[val], y[val], 10,
                         recipe_defaults=defaults, note=note)
 
@@ -220,6 +220,16 @@ class FolderDataset(torch.utils.data.Dataset):
         return torch.from_numpy(arr).permute(2, 0, 1), label
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def collate_skip(items):
     """Stack the readable items; returns (x uint8, y int64, number skipped)."""
     good = [it for it in items if it is not None]
@@ -244,6 +254,8 @@ class FolderSource(DataSource):
         self.classes, self.train_samples, self.val_samples = classes, train, val
 
     def _loader(self, ds, batch, sampler, workers, pin, drop_last):
+        # More decoding processes than usable cores only adds contention (and a PyTorch warning).
+        workers = min(workers, usable_cpus())
         return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers,
                                            pin_memory=pin, drop_last=drop_last, collate_fn=collate_skip,
                                            persistent_workers=False)
@@ -272,6 +284,13 @@ class FolderSource(DataSource):
             self.skipped["val"] += skipped
             if len(y):
                 yield x, y
+
+
+def no_readable_images(source: DataSource, split: str) -> FsrtError:
+    """The error for a split none of whose images (read so far) could be decoded."""
+    what = "training" if split == "train" else "validation"
+    return FsrtError(f"no readable {what} image in {source.name}: all {source.skipped[split]} read failed to "
+                     f"decode (corrupt or not images); replace them")
 
 
 def open_source(data: str, *, num_classes: int, resolution: int, seed: int = 0) -> DataSource:

@@ -30,6 +30,7 @@ class Recipe:
     batch_size: int = 256             # global batch (split over DDP processes)
     lr: float = 0.1                   # learning rate at batch lr_ref_batch
     lr_ref_batch: int = 256           # batch the lr refers to
+    head_lr_scale: float = 1.0        # lr multiplier of the classifier (head.fc)
     momentum: float = 0.9             # SGD momentum
     nesterov: bool = False            # Nesterov momentum
     weight_decay: float = 5e-5        # L2 weight decay
@@ -48,7 +49,7 @@ class Recipe:
     randaugment_n: int = 2            # RandAugment: ops per image
     randaugment_m: int = 9            # RandAugment: magnitude (0..30)
     hflip: float = 0.5                # horizontal flip probability
-    crop_min_scale: float = 0.08      # random-resized-crop minimum area fraction
+    crop_min_scale: float = 0.08      # random-resized-crop minimum area fraction (1 = no crop)
     eval_crop: float = 0.875          # eval: resize to R/eval_crop, center-crop R
     ema: bool = False                 # keep an EMA of weights and BN buffers
     ema_decay: float = 0.9999         # EMA decay per update
@@ -64,13 +65,14 @@ class Recipe:
     amp_dtype: str = "auto"           # auto | bf16 | fp16
     channels_last: bool = False       # NHWC memory format
     seed: int = 0                     # seeds init, data order and augmentation
-    workers: int = 4                  # data-loader processes for image folders
+    workers: int = 4                  # data-loader processes for image folders (at most the usable cores)
     log_every: int = 10               # progress / non-finite-loss check interval (steps)
 
     def __post_init__(self):
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0 and self.lr_ref_batch >= 1, "lr must be > 0 and lr_ref_batch >= 1")
+        _check(0 < self.head_lr_scale <= 1, f"head_lr_scale must be in (0, 1], got {self.head_lr_scale}")
         _check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         _check(self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
         _check(self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")

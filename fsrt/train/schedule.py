@@ -37,22 +37,27 @@ def lr_at(step: int, steps_per_epoch: int, recipe: Recipe, base_lr: float | None
     return lr * factor
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool) -> list[dict]:
-    """Two optimizer groups: decayed weights and (if ``no_decay_bn_bias``) BN parameters and
-    biases without weight decay. Each group also lists its parameter names under ``names``
-    (removed before building the optimizer) so they can be inspected."""
+def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool,
+                 head_lr_scale: float = 1.0) -> list[dict]:
+    """Optimizer groups: decayed weights and (if ``no_decay_bn_bias``) BN parameters and biases
+    without weight decay; with ``head_lr_scale`` != 1 the classifier (``head.fc``) gets groups of
+    its own whose ``lr_scale`` multiplies the scheduled rate. Each group also lists its parameter
+    names under ``names`` (removed before building the optimizer) so they can be inspected."""
     norm_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.SyncBatchNorm)
-    decay, no_decay = [], []
+    buckets: dict[tuple[bool, bool], list] = {}
     for mod_name, module in model.named_modules():
         for p_name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
             full = f"{mod_name}.{p_name}" if mod_name else p_name
             skip = no_decay_bn_bias and (isinstance(module, norm_types) or p_name == "bias")
-            (no_decay if skip else decay).append((full, p))
-    groups = [{"params": [p for _, p in decay], "names": [n for n, _ in decay], "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": [p for _, p in no_decay], "names": [n for n, _ in no_decay], "weight_decay": 0.0})
+            head = head_lr_scale != 1.0 and mod_name == "head.fc"
+            buckets.setdefault((head, skip), []).append((full, p))
+    groups = []
+    for head, skip in sorted(buckets):
+        items = buckets[(head, skip)]
+        groups.append({"params": [p for _, p in items], "names": [n for n, _ in items],
+                       "weight_decay": 0.0 if skip else weight_decay, "lr_scale": head_lr_scale if head else 1.0})
     return groups
 
 
@@ -60,7 +65,13 @@ def make_optimizer(model: nn.Module, recipe: Recipe, family: str):
     """SGD with momentum (nesterov option) over ``param_groups``."""
     import torch
 
-    groups = param_groups(model, recipe.weight_decay_for(family), recipe.no_decay_bn_bias)
+    groups = param_groups(model, recipe.weight_decay_for(family), recipe.no_decay_bn_bias, recipe.head_lr_scale)
     for g in groups:
         g.pop("names")
     return torch.optim.SGD(groups, lr=recipe.batch_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov)
+
+
+def set_lr(optimizer, lr: float) -> None:
+    """Give every parameter group the scheduled rate ``lr`` times its ``lr_scale``."""
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
