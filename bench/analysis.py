@@ -323,7 +323,7 @@ def fastest_runtime(rank_rows: list[dict], windows: dict[str, list[Window]] | No
     others = [(s, versus(s)) for s in series if s != winner]
     others = [(s, iv) for s, iv in others if iv is not None]
     closest = min(others, key=lambda o: o[1].value, default=None)
-    ref = next((o for o in others if is_reference(o[0])), None)
+    ref = min((o for o in others if is_reference(o[0])), key=lambda o: ("fp32" not in o[0], o[0]), default=None)
     return {"series": winner, "wins": wins[winner], "resolved_wins": resolved_wins[winner], "models": len(rank_rows),
             "speedup_vs_reference": ref[1].value if ref else None, "reference": ref[0] if ref else None,
             "speedup_vs_reference_ci": _interval_dict(ref[1]) if ref else None,

@@ -414,3 +414,20 @@ def test_no_fastest_strategy_where_every_strategy_is_the_same_network():
     labels = analysis.series_labels(grown)
     (row,) = analysis.fastest_strategy(grown, labels, labels[analysis.series_key(grown[0])])
     assert (row["s"], row["fastest"].split()[0], row["next"].split()[0]) == (2.0, "w", "dwr")
+
+
+def test_fastest_runtime_is_measured_against_eager_fp32_not_a_half_precision_eager():
+    """With eager bf16 beside eager fp32 (precision auto), 'faster than eager' means fp32 eager."""
+    from fsrt.bench import analysis
+
+    def pt(runtime, precision, model, ms):
+        return Point(model=model, base="B", strategy="w", s=1.0 if model == "B" else 2.0, runtime=runtime,
+                     mode="infer", precision=precision, batch=1, status="ok", mkey=f"{runtime}-{precision}-{model}",
+                     latency_ms=ms, latency_lo_ms=ms * 0.99, latency_hi_ms=ms * 1.01)
+
+    pts = [pt("eager", "bf16", "B", 40.0), pt("eager", "fp32", "B", 20.0), pt("openvino", "fp32", "B", 10.0),
+           pt("eager", "fp32", "B2", 30.0), pt("openvino", "fp32", "B2", 15.0)]
+    labels = analysis.series_labels(pts)
+    fast = analysis.fastest_runtime(analysis.ranking(pts, labels))
+    assert fast["series"] == "openvino fp32" and fast["reference"] == "eager fp32"
+    assert fast["speedup_vs_reference"] == pytest.approx(2.0)  # 20/10 and 30/15, geometric mean
