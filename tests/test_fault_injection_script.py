@@ -66,6 +66,13 @@ def test_one_trial_end_to_end():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_a_run_killed_mid_work_by_its_signal_is_a_failure(fi, monkeypatch, tmp_path):
+    monkeypatch.setattr(fi, "_run_and_signal", lambda args, delay, sig: (-sig, "", True, 0.1))
+    trial = fi.Trial(0, "export", "sigint", seed=0)
+    fi.run_trial(trial, tmp_path, typical_s={"export": 60.0})  # seed 0: the signal comes 51 s in, past start-up
+    assert trial.problems == ["killed by the signal mid-work (no error line): finished without the ONNX file"]
+
+
 def test_a_run_that_ignores_its_signal_is_a_failure(fi, monkeypatch, tmp_path):
     monkeypatch.setattr(fi, "_run_and_signal", lambda args, delay, sig: (0, "", True, 45.0))
     trial = fi.Trial(0, "export", "sigint", seed=0)
