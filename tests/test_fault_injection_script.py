@@ -55,7 +55,7 @@ def test_detectors_flag_tracebacks_bad_output_and_damaged_data(fi, tmp_path):
 
 def test_one_trial_end_to_end():
     """Started as a shell starts a background job (SIGINT ignored, which fsrt would inherit), the
-    script still interrupts fsrt: the Ctrl-C (at 3.5 s for seed 0, mid-export) ends it with 130."""
+    script still interrupts fsrt: the Ctrl-C (at 2.9 s for seed 0, mid-export) ends it with 130."""
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json"], capture_output=True, text=True,
                           timeout=900, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     summary = json.loads(proc.stdout)
