@@ -47,6 +47,7 @@ FSRT = [sys.executable, "-c", "from fsrt.cli import main; main()"]
 FAULTS = {"bench": ("sigint", "sigterm", "enospc", "lock"), "train": ("sigint", "sigterm", "enospc"),
           "export": ("sigint", "sigterm", "enospc")}
 TYPICAL_S = {"bench": 12.0, "train": 40.0, "export": 15.0}  # guessed run times (--quick); else timed
+LAND_WITHIN = 0.8  # faults come within this fraction of a clean run: runs vary, and a late one lands on nothing
 TMPFS_BYTES = {"bench": (16 << 10, 400 << 10), "train": (4 << 10, 60 << 20), "export": (4 << 10, 12 << 20)}
 TEMP_SUFFIXES = (".tmp", ".partial", ".creating")
 
@@ -227,7 +228,7 @@ def run_trial(trial: Trial, work: Path, fsrt_prefix: list[str] | None = None,
     args = command_args(trial.command, work)
     start = time.monotonic()
     if trial.fault in ("sigint", "sigterm"):
-        delay = rng.uniform(0.5, typical[trial.command])
+        delay = rng.uniform(0.5, LAND_WITHIN * typical[trial.command])
         trial.detail = f"signal after {delay:.1f}s"
         sig = signal.SIGINT if trial.fault == "sigint" else signal.SIGTERM
         code, err, trial.landed, after_s = _run_and_signal(args, delay, sig)
@@ -236,8 +237,11 @@ def run_trial(trial: Trial, work: Path, fsrt_prefix: list[str] | None = None,
         expected = (128 + sig, -sig)
         if trial.landed and code == 0 and after_s > IGNORED_AFTER_S:  # a signal at the very end may go unseen
             trial.problems.append(f"ignored the signal (worked on {after_s:.0f}s after it, then exit 0)")
+        if code == -sig and delay > STARTUP_S:  # past start-up, only a run whose work was done may die so
+            trial.problems += [f"killed by the signal mid-work (no error line): {p}"
+                               for p in CHECKS[trial.command](work, finished=True)]
     elif trial.fault == "lock":
-        delay, hold = rng.uniform(0.0, typical["bench"]), rng.choice([rng.uniform(1.0, 10.0), 40.0])
+        delay, hold = rng.uniform(0.0, LAND_WITHIN * typical["bench"]), rng.choice([rng.uniform(1.0, 10.0), 40.0])
         trial.detail = f"lock after {delay:.1f}s for {hold:.1f}s"
         code, err, trial.landed = _run_with_lock(args, work / "fsrt.db", delay, hold)
         expected = (2,)
@@ -269,6 +273,7 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 STOP_WITHIN_S = 120.0  # a signalled run must end within this (cleanup included)
 IGNORED_AFTER_S = 10.0  # a run that exits 0 this long after its signal ignored it (not just finishing)
+STARTUP_S = 5.0  # signals later than this reach fsrt's handlers (Python and the CLI have started)
 
 
 def _run_and_signal(args: list[str], delay: float, sig: int) -> tuple[int, str, bool, float]:
@@ -509,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     use_tmpfs = "enospc" in faults and namespaces_available()
     trials = plan(n, a.seed, commands, faults)
+    # A private measurement lock: trials must not queue behind other fsrt measurements on this machine
+    # (the machine-wide lock would make a bench wait for minutes; the faults are what is tested here).
+    os.environ["FSRT_MEASURE_LOCK"] = str(Path(tempfile.gettempdir()) / f"fsrt-fault-injection-{os.getpid()}.lock")
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -523,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["clean_run_s"] = typical or {c: TYPICAL_S[c] for c in commands}
     summary["enospc_by"] = "tmpfs" if use_tmpfs else "hooks"
     emit(summary, a.json, lambda s: print(json.dumps({k: v for k, v in s.items() if k != "trials"}, indent=2)))
+    Path(os.environ["FSRT_MEASURE_LOCK"]).unlink(missing_ok=True)
     return 1 if summary["failed"] else 0
 
 

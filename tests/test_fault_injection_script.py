@@ -55,7 +55,7 @@ def test_detectors_flag_tracebacks_bad_output_and_damaged_data(fi, tmp_path):
 
 def test_one_trial_end_to_end():
     """Started as a shell starts a background job (SIGINT ignored, which fsrt would inherit), the
-    script still interrupts fsrt: the Ctrl-C (at 3.5 s for seed 0, mid-export) ends it with 130."""
+    script still interrupts fsrt: the Ctrl-C (at 2.9 s for seed 0, mid-export) ends it with 130."""
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json"], capture_output=True, text=True,
                           timeout=900, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     summary = json.loads(proc.stdout)
@@ -64,6 +64,13 @@ def test_one_trial_end_to_end():
     trial = summary["trials"][0]
     assert trial["landed"] and trial["exit_code"] in (130, -signal.SIGINT), trial
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_run_killed_mid_work_by_its_signal_is_a_failure(fi, monkeypatch, tmp_path):
+    monkeypatch.setattr(fi, "_run_and_signal", lambda args, delay, sig: (-sig, "", True, 0.1))
+    trial = fi.Trial(0, "export", "sigint", seed=0)
+    fi.run_trial(trial, tmp_path, typical_s={"export": 60.0})  # seed 0: the signal comes 51 s in, past start-up
+    assert trial.problems == ["killed by the signal mid-work (no error line): finished without the ONNX file"]
 
 
 def test_a_run_that_ignores_its_signal_is_a_failure(fi, monkeypatch, tmp_path):
