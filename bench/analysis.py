@@ -1,10 +1,15 @@
-"""Statistics behind the deployment-latency report: pure functions on lists of point dicts.
+"""Statistics behind the deployment-latency report: pure functions on lists of ``Point``.
 
-A *point* is one row of the results store (``fsrt.bench.store.POINT_COLUMNS``). Only points with
-status ``ok`` or ``unstable`` (flagged) count in fits; parity failures and errors are listed,
-never fitted. A *series* is one runtime configuration (runtime, precision, device, batch,
-threads); labels show only the fields that vary, so a plain run reads ``eager``, ``openvino``.
+Only measured points (status ok or unstable, ``Point.measured``) count in fits and rankings;
+parity failures and errors are listed, never fitted. A *series* is one runtime configuration
+(runtime, precision, device, batch, threads); labels show only the fields that vary, so a plain
+run reads ``eager``, ``openvino``. The unscaled base model is one measurement listed under every
+strategy: correlations, rankings and tables count each measurement once (``distinct``), while
+each strategy's own fit includes it.
 
+Every figure carries an interval (``fsrt.bench.uncertainty``): comparisons are ratios with
+intervals, paired over rounds where both were measured in one sweep; Pearson r and exponents
+get bootstrap intervals over points. ``resolved`` says whether an interval supports a claim.
 Everything here is plain float64 math (no plotting, no I/O) so it can be tested against numpy.
 """
 
@@ -14,11 +19,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
+from fsrt.bench.points import Point, Status
+from fsrt.bench.rounds import Window
+from fsrt.bench.uncertainty import Interval, bootstrap, geomean_ratio, independent_ratio, ratio
 from fsrt.fitting import finite_positive, loglog_fit
 
 METRICS = ("flops", "params", "acts")
-COUNTED = ("ok", "unstable")
-SERIES_FIELDS = ("runtime", "precision", "device", "batch", "threads")
+SERIES_FIELDS = ("runtime", "mode", "precision", "device", "batch", "threads")
 
 
 # -- basic statistics -------------------------------------------------------------------------
@@ -61,25 +68,36 @@ def median(values: Iterable[float]) -> float | None:
 
 
 # -- selecting and grouping -------------------------------------------------------------------
-def counted(points: Iterable[dict]) -> list[dict]:
-    """Points that count in fits and rankings: status ok or unstable, with a positive median."""
-    return [p for p in points if p.get("status") in COUNTED and finite_positive(p.get("median_ms"))]
+def counted(points: Iterable[Point]) -> list[Point]:
+    """Points that count in fits and rankings: measured, with a positive figure."""
+    return [p for p in points if p.measured]
 
 
-def with_status(points: Iterable[dict], status: str) -> list[dict]:
-    """Points with one status (e.g. 'parity_failed' for the failures table)."""
-    return [p for p in points if p.get("status") == status]
+def distinct(points: Iterable[Point]) -> list[Point]:
+    """One point per measurement (the base model appears under every strategy; keep it once)."""
+    seen: dict[str, Point] = {}
+    for p in points:
+        seen.setdefault(p.measurement_id, p)
+    return list(seen.values())
 
 
-def series_key(p: dict) -> tuple:
+def with_status(points: Iterable[Point], status: Status) -> list[Point]:
+    """Distinct points with one status (e.g. parity failures for their table)."""
+    return [p for p in distinct(points) if p.status == status]
+
+
+def series_key(p: Point) -> tuple:
     """The runtime configuration a point belongs to."""
-    return tuple(p.get(f) for f in SERIES_FIELDS)
+    return tuple(getattr(p, f) for f in SERIES_FIELDS)
 
 
-def series_labels(points: Iterable[dict]) -> dict[tuple, str]:
-    """Short, unique labels per series: the runtime plus only the fields that differ between series."""
+def series_labels(points: Iterable[Point]) -> dict[tuple, str]:
+    """Short, unique labels per series: the runtime plus only the fields that differ between series
+    (and "train" on training-step series even when every series is one, so they never read as inference)."""
     keys = sorted({series_key(p) for p in points}, key=lambda k: tuple(str(v) for v in k))
-    varying = [i for i in range(1, len(SERIES_FIELDS)) if len({k[i] for k in keys}) > 1]
+    mode = SERIES_FIELDS.index("mode")
+    varying = [i for i in range(1, len(SERIES_FIELDS)) if len({k[i] for k in keys}) > 1
+               or (i == mode and any(k[i] not in (None, "infer") for k in keys))]
     labels = {}
     for k in keys:
         parts = [str(k[0])]
@@ -90,19 +108,20 @@ def series_labels(points: Iterable[dict]) -> dict[tuple, str]:
     return labels
 
 
-def by_series(points: Iterable[dict], labels: dict[tuple, str]) -> dict[str, list[dict]]:
+def by_series(points: Iterable[Point], labels: dict[tuple, str]) -> dict[str, list[Point]]:
     """Points grouped by series label, labels in sorted order."""
-    groups: dict[str, list[dict]] = defaultdict(list)
+    groups: dict[str, list[Point]] = defaultdict(list)
     for p in points:
         groups[labels[series_key(p)]].append(p)
     return {k: groups[k] for k in sorted(groups)}
 
 
-def group_by(points: Iterable[dict], *fields: str) -> dict[tuple, list[dict]]:
-    """Points grouped by the values of ``fields`` (insertion order)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+def group_by(points: Iterable, *fields: str) -> dict[tuple, list]:
+    """Points (or row dicts) grouped by the values of ``fields`` (insertion order)."""
+    groups: dict[tuple, list] = defaultdict(list)
     for p in points:
-        groups[tuple(p.get(f) for f in fields)].append(p)
+        get = p.get if isinstance(p, dict) else (lambda f, p=p: getattr(p, f))
+        groups[tuple(get(f) for f in fields)].append(p)
     return dict(groups)
 
 
@@ -116,69 +135,94 @@ def strategy_label(strategy, alpha) -> str:
     return f"{name} (alpha={alpha:.3g})"
 
 
-def theory_exponents(strategy, alpha) -> tuple[float | None, float | None]:
-    """One-stage theory of (params, acts) exponents against flops: ((1+alpha)/2, (2-alpha)/2) in the
-    alpha family, ``e_d + e_w`` and ``e_d + e_w/2 + e_r`` for other named strategies, else (None, None)."""
-    if alpha is not None:
-        return (1.0 + alpha) / 2.0, (2.0 - alpha) / 2.0
-    if not strategy:
-        return None, None
-    from fsrt.errors import FsrtError
-    from fsrt.scaling import parse_strategy
-
-    try:
-        st = parse_strategy(strategy)
-    except FsrtError:
-        return None, None
-    return st.params_exponent, st.acts_exponent
+def theory_exponents(p: Point) -> tuple[float | None, float | None]:
+    """One-stage theory of (params, acts) exponents against flops from the point's strategy
+    exponents: ``e_d + e_w`` and ``e_d + e_w/2 + e_r`` ((1+alpha)/2 and (2-alpha)/2 in the alpha family,
+    which is all an alpha alone gives)."""
+    if p.e_d is not None and p.e_w is not None and p.e_r is not None:
+        return p.e_d + p.e_w, p.e_d + p.e_w / 2.0 + p.e_r
+    if p.alpha is not None:
+        return (1.0 + p.alpha) / 2.0, (2.0 - p.alpha) / 2.0
+    return None, None
 
 
-# -- analyses ---------------------------------------------------------------------------------
-def correlations(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
-    """Per series and metric: Pearson r of latency against the metric (linear and log-log) and the
-    log-log fit ``latency ~ metric**k`` (the scaling paper's Figure 2 for this machine)."""
+def _interval_dict(iv: Interval | None) -> dict | None:
+    return iv.to_dict() if iv is not None else None
+
+
+# -- correlations and fits --------------------------------------------------------------------
+def _series_correlations(label: str, pts: list[Point], seed: int) -> tuple[list[dict], dict | None]:
+    """Pearson r (with bootstrap interval) and log-log fits of latency against each metric, and the
+    best predictor with the interval of its lead over the runner-up (same resamples)."""
+    lat = [p.latency_ms for p in pts]
+    cols = {m: [getattr(p, m) for p in pts] for m in METRICS}
     rows = []
-    for label, pts in by_series(counted(points), labels).items():
-        lat = [p["median_ms"] for p in pts]
-        for m in METRICS:
-            xs = [p.get(m) for p in pts]
-            fit = loglog_fit(xs, lat)
-            rows.append({"series": label, "metric": m, "n": len(pts), "pearson_r": pearson(xs, lat),
-                         "pearson_r_log": pearson(xs, lat, log=True),
-                         "exponent": fit.exponent if fit else None, "coefficient": fit.coefficient if fit else None,
-                         "r2": fit.r2 if fit else None})
-    return rows
+    for m in METRICS:
+        xs = cols[m]
+        fit = loglog_fit(xs, lat)
+        r_ci = bootstrap(lambda idx, xs=xs: pearson([xs[i] for i in idx], [lat[i] for i in idx]), len(pts), seed)
+        k_ci = bootstrap(lambda idx, xs=xs: _exponent([xs[i] for i in idx], [lat[i] for i in idx]), len(pts), seed)
+        rows.append({"series": label, "metric": m, "n": len(pts), "pearson_r": pearson(xs, lat),
+                     "pearson_r_lo": r_ci[0] if r_ci else None, "pearson_r_hi": r_ci[1] if r_ci else None,
+                     "pearson_r_log": pearson(xs, lat, log=True),
+                     "exponent": fit.exponent if fit else None, "exponent_lo": k_ci[0] if k_ci else None,
+                     "exponent_hi": k_ci[1] if k_ci else None,
+                     "coefficient": fit.coefficient if fit else None, "r2": fit.r2 if fit else None})
+    ranked = sorted((r for r in rows if r["pearson_r"] is not None), key=lambda r: -r["pearson_r"])
+    if not ranked:
+        return rows, None
+    best = {**ranked[0], "runner_up": None, "lead_lo": None, "lead_hi": None, "resolved": len(ranked) == 1}
+    if len(ranked) > 1:
+        a, b = cols[ranked[0]["metric"]], cols[ranked[1]["metric"]]
+
+        def lead(idx):
+            ra, rb = pearson([a[i] for i in idx], [lat[i] for i in idx]), pearson([b[i] for i in idx],
+                                                                                 [lat[i] for i in idx])
+            return None if ra is None or rb is None else ra - rb
+
+        ci = bootstrap(lead, len(pts), seed)
+        best.update(runner_up=ranked[1]["metric"], lead_lo=ci[0] if ci else None, lead_hi=ci[1] if ci else None,
+                    resolved=bool(ci and ci[0] > 0))
+    return rows, best
 
 
-def best_predictors(corr_rows: list[dict]) -> dict[str, dict]:
-    """Per series, the metric whose linear Pearson r with latency is highest: series -> row."""
-    best: dict[str, dict] = {}
-    for row in corr_rows:
-        if row["pearson_r"] is None:
-            continue
-        cur = best.get(row["series"])
-        if cur is None or row["pearson_r"] > cur["pearson_r"]:
-            best[row["series"]] = row
-    return best
+def _exponent(xs, ys) -> float | None:
+    fit = loglog_fit(xs, ys)
+    return fit.exponent if fit else None
 
 
-def exponents(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
-    """Per series, base and strategy: fitted exponents of latency, acts and params against flops,
-    next to the one-stage theory. Latency following acts shows up as latency ~ acts theory."""
+def correlations(points: list[Point], labels: dict[tuple, str], seed: int = 0) -> tuple[list[dict], dict[str, dict]]:
+    """Per series: correlation rows for each metric, and the best predictor (series -> row with
+    ``resolved``), over distinct measured points (the scaling paper's Figure 2 for this machine)."""
+    rows, best = [], {}
+    for label, pts in by_series(distinct(counted(points)), labels).items():
+        r, b = _series_correlations(label, pts, seed)
+        rows += r
+        if b is not None:
+            best[label] = b
+    return rows, best
+
+
+def exponents(points: list[Point], labels: dict[tuple, str], seed: int = 0) -> list[dict]:
+    """Per series, base and strategy: fitted exponents of latency (with a bootstrap interval), acts
+    and params against flops, next to the one-stage theory."""
     rows = []
     for label, pts in by_series(counted(points), labels).items():
         for (base, strategy, alpha), grp in group_by(pts, "base", "strategy", "alpha").items():
-            models = {p["model"]: p for p in grp}.values()  # complexity fits count each model once
-            lat_fit = loglog_fit([p.get("flops") for p in grp], [p["median_ms"] for p in grp])
-            acts_fit = loglog_fit([p.get("flops") for p in models], [p.get("acts") for p in models])
-            params_fit = loglog_fit([p.get("flops") for p in models], [p.get("params") for p in models])
-            p_theory, a_theory = theory_exponents(strategy, alpha)
-            ss = [p["s"] for p in grp if p.get("s") is not None]
+            fl, lat = [p.flops for p in grp], [p.latency_ms for p in grp]
+            lat_fit = loglog_fit(fl, lat)
+            k_ci = bootstrap(lambda idx, fl=fl, lat=lat: _exponent([fl[i] for i in idx], [lat[i] for i in idx]),
+                             len(grp), seed)
+            acts_fit = loglog_fit(fl, [p.acts for p in grp])
+            params_fit = loglog_fit(fl, [p.params for p in grp])
+            p_theory, a_theory = theory_exponents(grp[0])
+            ss = [p.s for p in grp if p.s is not None]
             rows.append({
                 "series": label, "base": base, "strategy": strategy, "alpha": alpha,
                 "strategy_label": strategy_label(strategy, alpha), "n": len(grp),
                 "s_min": min(ss) if ss else None, "s_max": max(ss) if ss else None,
                 "latency_exponent": lat_fit.exponent if lat_fit else None,
+                "latency_exponent_lo": k_ci[0] if k_ci else None, "latency_exponent_hi": k_ci[1] if k_ci else None,
                 "latency_r2": lat_fit.r2 if lat_fit else None,
                 "acts_exponent": acts_fit.exponent if acts_fit else None, "acts_theory": a_theory,
                 "params_exponent": params_fit.exponent if params_fit else None, "params_theory": p_theory,
@@ -188,224 +232,191 @@ def exponents(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
     return rows
 
 
-def roofline(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
-    """Per series: how close measured latency gets to its roofline floors (efficiency = floor / median;
+def roofline(points: list[Point], labels: dict[tuple, str]) -> list[dict]:
+    """Per series: how close measured latency gets to its roofline floors (efficiency = floor / figure;
     1.0 would mean running at the machine's measured peak), for compulsory and layer-wise bytes."""
     rows = []
-    for label, pts in by_series(counted(points), labels).items():
-        comp = [p["floor_compulsory_ms"] / p["median_ms"] for p in pts
-                if finite_positive(p.get("floor_compulsory_ms"))]
-        layer = [p["floor_layer_ms"] / p["median_ms"] for p in pts if finite_positive(p.get("floor_layer_ms"))]
-        best = max((p for p in pts if finite_positive(p.get("floor_layer_ms"))),
-                   key=lambda p: p["floor_layer_ms"] / p["median_ms"], default=None)
+    for label, pts in by_series(distinct(counted(points)), labels).items():
+        comp = [p.floor_compulsory_ms / p.latency_ms for p in pts if finite_positive(p.floor_compulsory_ms)]
+        layer = [p.floor_layer_ms / p.latency_ms for p in pts if finite_positive(p.floor_layer_ms)]
+        best = max((p for p in pts if finite_positive(p.floor_layer_ms)),
+                   key=lambda p: p.floor_layer_ms / p.latency_ms, default=None)
         rows.append({"series": label, "n": len(pts), "n_floor": len(layer) or len(comp),
                      "eff_compulsory_median": median(comp), "eff_compulsory_max": max(comp, default=None),
                      "eff_layer_median": median(layer), "eff_layer_max": max(layer, default=None),
-                     "closest_model": best["model"] if best else None})
+                     "closest_model": best.model if best else None})
     return rows
 
 
-def memory(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
+def memory(points: list[Point], labels: dict[tuple, str]) -> list[dict]:
     """Per series: peak memory range and how it tracks activations and params (Pearson r, linear)."""
     rows = []
-    for label, pts in by_series(counted(points), labels).items():
-        pts = [p for p in pts if finite_positive(p.get("peak_mem_bytes"))]
+    for label, pts in by_series(distinct(counted(points)), labels).items():
+        pts = [p for p in pts if finite_positive(p.peak_mem_bytes)]
         if not pts:
             continue
-        mem = [p["peak_mem_bytes"] for p in pts]
-        rows.append({"series": label, "n": len(pts), "peak_min_bytes": min(mem), "peak_max_bytes": max(mem),
-                     "peak_median_bytes": median(mem),
-                     "r_acts": pearson([p.get("acts") for p in pts], mem),
-                     "r_params": pearson([p.get("params") for p in pts], mem),
-                     "bytes_per_act_median": median(p["peak_mem_bytes"] / p["acts"] for p in pts
-                                                    if finite_positive(p.get("acts")))})
+        mem = [p.peak_mem_bytes for p in pts]
+        rows.append({"series": label, "n": len(pts), "kind": pts[0].mem_kind or "peak memory growth",
+                     "peak_min_bytes": min(mem), "peak_max_bytes": max(mem), "peak_median_bytes": median(mem),
+                     "r_acts": pearson([p.acts for p in pts], mem), "r_params": pearson([p.params for p in pts], mem),
+                     "bytes_per_act_median": median(p.peak_mem_bytes / p.acts for p in pts if finite_positive(p.acts)),
+                     "bytes_per_param_median": median(p.peak_mem_bytes / p.params for p in pts
+                                                      if finite_positive(p.params))})
     return rows
 
 
+# -- rankings and comparisons -----------------------------------------------------------------
 def is_reference(label: str) -> bool:
     """Whether a series is the eager PyTorch baseline that speedups are measured against."""
     return "eager" in label.split(" ")[0].lower()
 
 
-def ranking(points: list[dict], labels: dict[tuple, str]) -> list[dict]:
-    """Per model (and batch): series ordered fastest first, with the speedup of each over eager
-    (over the slowest series when no eager point exists for that model)."""
+def ranking(points: list[Point], labels: dict[tuple, str], windows: dict[str, list[Window]] | None = None
+            ) -> list[dict]:
+    """Per model (and batch and mode): series ordered fastest first, each with its speedup over the reference
+    (eager, else the slowest series) as an interval, and whether the fastest is resolved against the
+    runner-up."""
     rows = []
-    for (model, batch), pts in group_by(counted(points), "model", "batch").items():
-        best_of: dict[str, float] = {}
+    for (model, batch, mode), pts in group_by(distinct(counted(points)), "model", "batch", "mode").items():
+        best: dict[str, Point] = {}
         for p in pts:
             lab = labels[series_key(p)]
-            best_of[lab] = min(best_of.get(lab, math.inf), p["median_ms"])
-        order = sorted(best_of.items(), key=lambda kv: (kv[1], kv[0]))
-        refs = sorted((lab for lab in best_of if is_reference(lab)), key=lambda lab: ("fp32" not in lab, lab))
+            if lab not in best or p.latency_ms < best[lab].latency_ms:
+                best[lab] = p
+        order = sorted(best.items(), key=lambda kv: (kv[1].latency_ms, kv[0]))
+        refs = sorted((lab for lab in best if is_reference(lab)), key=lambda lab: ("fp32" not in lab, lab))
         ref_label = refs[0] if refs else order[-1][0]
-        ref_ms = best_of[ref_label]
-        rows.append({"model": model, "batch": batch, "reference": ref_label,
-                     "order": [{"series": lab, "median_ms": ms, "speedup": ref_ms / ms} for lab, ms in order],
-                     "fastest": order[0][0], "fastest_ms": order[0][1], "speedup": ref_ms / order[0][1],
-                     "flops": pts[0].get("flops")})
-    rows.sort(key=lambda r: (r["flops"] or 0, str(r["model"]), r["batch"] or 0))
+        ref = best[ref_label]
+        items = []
+        for lab, p in order:
+            sp = ratio(ref, p, windows)
+            items.append({"series": lab, "latency_ms": p.latency_ms, "latency_lo_ms": p.latency_lo_ms,
+                          "latency_hi_ms": p.latency_hi_ms, "speedup": sp.value, "speedup_ci": sp.to_dict()})
+        lead = ratio(order[1][1], order[0][1], windows) if len(order) > 1 else None
+        rows.append({"model": model, "batch": batch, "mode": mode or "infer", "reference": ref_label, "order": items,
+                     "fastest": order[0][0], "fastest_ms": order[0][1].latency_ms, "speedup": items[0]["speedup"],
+                     "speedup_ci": items[0]["speedup_ci"], "runner_up": order[1][0] if len(order) > 1 else None,
+                     "lead": _interval_dict(lead), "resolved": lead is None or lead.excludes(1.0),
+                     "flops": pts[0].flops, "_points": dict(best)})
+    rows.sort(key=lambda r: (r["mode"] != "infer", r["flops"] or 0, str(r["model"]), r["batch"] or 0))
     return rows
 
 
-def fastest_runtime(rank_rows: list[dict]) -> dict | None:
-    """The series that wins most models; its geometric-mean speedup over eager and over the closest
-    competitor (the other series with the smallest geometric-mean latency ratio on shared models)."""
+def fastest_runtime(rank_rows: list[dict], windows: dict[str, list[Window]] | None = None) -> dict | None:
+    """The series that wins most models (resolved wins first); its geometric-mean speedup over the
+    reference and over the closest competitor, each with an interval; ``resolved`` when the lead
+    over the closest competitor excludes 1."""
     if not rank_rows:
         return None
     wins: dict[str, int] = defaultdict(int)
-    latency: dict[str, dict] = defaultdict(dict)
+    resolved_wins: dict[str, int] = defaultdict(int)
     for r in rank_rows:
         wins[r["fastest"]] += 1
-        for o in r["order"]:
-            latency[o["series"]][(r["model"], r["batch"])] = o["median_ms"]
-    winner = max(sorted(wins), key=lambda s: wins[s])
-    mine = latency[winner]
+        resolved_wins[r["fastest"]] += int(r["resolved"] and r["runner_up"] is not None)
+    winner = max(sorted(wins), key=lambda s: (resolved_wins[s], wins[s]))
+    series = sorted({lab for r in rank_rows for lab in r["_points"]})
 
-    def ratio(other: str) -> tuple[float | None, int]:
-        shared = [k for k in latency[other] if k in mine]
-        return geomean(latency[other][k] / mine[k] for k in shared), len(shared)
+    def versus(other: str) -> Interval | None:
+        return geomean_ratio([ratio(r["_points"][other], r["_points"][winner], windows) for r in rank_rows
+                              if other in r["_points"] and winner in r["_points"]])
 
-    others = [(s, *ratio(s)) for s in sorted(latency) if s != winner]
-    others = [o for o in others if o[1] is not None]
-    closest = min(others, key=lambda o: o[1], default=None)
-    ref = next((o for o in others if is_reference(o[0])), None)
-    return {"series": winner, "wins": wins[winner], "models": len(rank_rows),
-            "speedup_vs_reference": ref[1] if ref else None, "reference": ref[0] if ref else None,
-            "closest": closest[0] if closest else None, "speedup_vs_closest": closest[1] if closest else None}
+    others = [(s, versus(s)) for s in series if s != winner]
+    others = [(s, iv) for s, iv in others if iv is not None]
+    closest = min(others, key=lambda o: o[1].value, default=None)
+    ref = min((o for o in others if is_reference(o[0])), key=lambda o: ("fp32" not in o[0], o[0]), default=None)
+    return {"series": winner, "wins": wins[winner], "resolved_wins": resolved_wins[winner], "models": len(rank_rows),
+            "speedup_vs_reference": ref[1].value if ref else None, "reference": ref[0] if ref else None,
+            "speedup_vs_reference_ci": _interval_dict(ref[1]) if ref else None,
+            "closest": closest[0] if closest else None, "speedup_vs_closest": closest[1].value if closest else None,
+            "speedup_vs_closest_ci": _interval_dict(closest[1]) if closest else None,
+            "resolved": bool(closest and closest[1].excludes(1.0))}
 
 
-def fastest_strategy(points: list[dict], labels: dict[tuple, str], series: str) -> list[dict]:
-    """Per base model, on one series: the fastest strategy at the largest s that every strategy
-    reached, and how much faster it is than the slowest one there."""
-    pts = [p for p in counted(points) if labels[series_key(p)] == series and p.get("s") is not None]
+def fastest_strategy(points: list[Point], labels: dict[tuple, str], series: str,
+                     windows: dict[str, list[Window]] | None = None) -> list[dict]:
+    """Per base model, on one series: strategies ordered by latency at the largest s that every
+    strategy reached; the fastest's lead over the next (``resolved`` when its interval excludes 1)
+    and over the slowest."""
+    pts = [p for p in counted(points) if labels[series_key(p)] == series and p.s is not None]
     out = []
     for (base,), grp in group_by(pts, "base").items():
         strategies = group_by(grp, "strategy", "alpha")
         if len(strategies) < 2:
             continue
-        common = set.intersection(*({p["s"] for p in g} for g in strategies.values()))
+        common = set.intersection(*({p.s for p in g} for g in strategies.values()))
+        # an s where every strategy gives the same network (the base at s=1) has nothing to compare
+        common = {s for s in common if len({p.measurement_id for p in grp if p.s == s}) > 1}
         if not common:
             continue
         s = max(common)
-        at = sorted(((min(p["median_ms"] for p in g if p["s"] == s), strategy_label(*key))
-                     for key, g in strategies.items()))
-        out.append({"series": series, "base": base, "s": s, "fastest": at[0][1], "fastest_ms": at[0][0],
-                    "slowest": at[-1][1], "slowest_ms": at[-1][0], "speedup": at[-1][0] / at[0][0],
-                    "order": [{"strategy": lab, "median_ms": ms} for ms, lab in at]})
+        at = sorted(((min((p for p in g if p.s == s), key=lambda p: p.latency_ms), strategy_label(*key))
+                     for key, g in strategies.items()), key=lambda t: t[0].latency_ms)
+        lead = ratio(at[1][0], at[0][0], windows)
+        spread = ratio(at[-1][0], at[0][0], windows)
+        out.append({"series": series, "base": base, "s": s, "fastest": at[0][1], "fastest_ms": at[0][0].latency_ms,
+                    "next": at[1][1], "lead": lead.to_dict(), "resolved": lead.excludes(1.0),
+                    "same_model": at[0][0].measurement_id == at[1][0].measurement_id,
+                    "slowest": at[-1][1], "slowest_ms": at[-1][0].latency_ms, "speedup": spread.value,
+                    "speedup_ci": spread.to_dict(),
+                    "order": [{"strategy": lab, "latency_ms": p.latency_ms} for p, lab in at]})
     return out
-
-
-# -- plain-language summary -------------------------------------------------------------------
-def _fmt_r(r: float | None) -> str:
-    return "n/a" if r is None else f"{r:.3f}"
-
-
-def summarize(points: list[dict]) -> dict:
-    """Every analysis of one run's points plus a short plain-language summary (list of sentences)."""
-    labels = series_labels(points)
-    corr = correlations(points, labels)
-    best = best_predictors(corr)
-    rank = ranking(points, labels)
-    fastest = fastest_runtime(rank)
-    strat = fastest_strategy(points, labels, fastest["series"]) if fastest else []
-    roof = roofline(points, labels)
-    lines = []
-    if not counted(points):
-        lines.append("No successfully measured points in this run, so there is nothing to fit.")
-    metric_wins: dict[str, list[str]] = defaultdict(list)
-    for series, row in best.items():
-        metric_wins[row["metric"]].append(series)
-    for series, row in best.items():
-        others = sorted((r for r in corr if r["series"] == series and r["metric"] != row["metric"]
-                         and r["pearson_r"] is not None), key=lambda r: -r["pearson_r"])
-        rest = ", ".join(f"{r['metric']} r={_fmt_r(r['pearson_r'])}" for r in others)
-        lines.append(f"On {series}, latency is best predicted by {row['metric']} (Pearson r={_fmt_r(row['pearson_r'])}"
-                     f"{'; ' + rest if rest else ''}).")
-    if len(best) > 1:
-        top = max(metric_wins, key=lambda m: (len(metric_wins[m]), m == "acts"))
-        lines.append(f"Across runtimes, {top} is the best predictor of latency on {len(metric_wins[top])} of "
-                     f"{len(best)} runtimes.")
-    if fastest and len({o["series"] for r in rank for o in r["order"]}) > 1:
-        text = f"The fastest runtime is {fastest['series']}: fastest on {fastest['wins']} of {fastest['models']} models"
-        if fastest["speedup_vs_reference"] is not None:
-            text += f", {fastest['speedup_vs_reference']:.2f}x faster than {fastest['reference']} (geometric mean)"
-        if fastest["closest"] and fastest["closest"] != fastest["reference"]:
-            text += f" and {fastest['speedup_vs_closest']:.2f}x faster than the runner-up {fastest['closest']}"
-        lines.append(text + ".")
-    for row in strat:
-        lines.append(f"At s={row['s']:g} ({row['base']}, on {row['series']}) the fastest strategy is {row['fastest']} "
-                     f"at {row['fastest_ms']:.3g} ms, {row['speedup']:.2f}x faster than {row['slowest']} "
-                     f"at {row['slowest_ms']:.3g} ms.")
-    effs = [r for r in roof if r["eff_layer_median"] is not None]
-    if effs:
-        top = max(effs, key=lambda r: r["eff_layer_median"])
-        lines.append(f"Closest to the roofline: {top['series']} at a median {100 * top['eff_layer_median']:.0f}% of "
-                     "its layer-wise floor (floor = max(flops/peak, bytes/bandwidth)).")
-        above = [r["series"] for r in roof if (r["eff_compulsory_max"] or 0) > 1 or (r["eff_layer_max"] or 0) > 1]
-        if above:
-            lines.append(f"Some points beat their roofline floor ({', '.join(above)}): the measured ceilings "
-                         "underestimate this machine (or the runtime skips work), so read efficiencies as relative.")
-    failed = with_status(points, "parity_failed")
-    if failed:
-        lines.append(f"{len(failed)} point(s) failed the output-parity check against eager and are excluded from fits.")
-    errors = with_status(points, "error")
-    if errors:
-        lines.append(f"{len(errors)} point(s) could not be measured (errors) and are excluded.")
-    unstable = [p for p in points if p.get("status") == "unstable" or (p.get("unstable") and p.get("status") == "ok")]
-    if unstable:
-        lines.append(f"{len(unstable)} point(s) stayed unstable after re-measuring (high CV); "
-                     "they are kept but flagged.")
-    return {"labels": {label: dict(zip(SERIES_FIELDS, key)) for key, label in labels.items()},
-            "correlations": corr, "best_predictors": best, "exponents": exponents(points, labels),
-            "ranking": rank, "fastest_runtime": fastest, "fastest_strategy": strat, "roofline": roof,
-            "memory": memory(points, labels), "summary": lines}
 
 
 # -- comparing runs ---------------------------------------------------------------------------
 COMPARE_FIELDS = ("model", "runtime", "precision", "batch")
 
 
-def compare(runs: list[tuple[str, list[dict]]]) -> dict:
+def compare(runs: list[tuple[str, list[Point]]]) -> dict:
     """Side by side: the same model, runtime, precision and batch across runs (e.g. two machines).
 
-    ``runs`` is ``[(run label, points), ...]``; ratios are each run's median over the first run's
-    (above 1 = slower than the first). Returns matched rows and a per-runtime geometric mean.
+    ``runs`` is ``[(run label, points), ...]``; ratios are each run's figure over the first run's
+    (above 1 = slower than the first), with independent intervals; per runtime, a geometric mean.
     """
     tables = []
     for _, pts in runs:
-        table: dict[tuple, float] = {}
+        table: dict[tuple, Point] = {}
         for p in counted(pts):
-            k = tuple(p.get(f) for f in COMPARE_FIELDS)
-            table[k] = min(table.get(k, math.inf), p["median_ms"])
+            k = tuple(getattr(p, f) for f in COMPARE_FIELDS)
+            if k not in table or p.latency_ms < table[k].latency_ms:
+                table[k] = p
         tables.append(table)
-    flops = {tuple(p.get(f) for f in COMPARE_FIELDS): p.get("flops") for _, pts in runs for p in pts}
-    keys = sorted(set().union(*tables) if tables else set(),
-                  key=lambda k: (flops.get(k) or 0, *(str(v) for v in k)))
+    flops = {tuple(getattr(p, f) for f in COMPARE_FIELDS): p.flops for _, pts in runs for p in pts}
+    keys = sorted(set().union(*tables) if tables else set(), key=lambda k: (flops.get(k) or 0, *(str(v) for v in k)))
     rows = []
     for k in keys:
-        medians = [t.get(k) for t in tables]
-        base = medians[0]
-        ratios = [None if (m is None or base is None) else m / base for m in medians]
-        rows.append({**dict(zip(COMPARE_FIELDS, k)), "medians_ms": medians, "ratios": ratios})
+        cells = [t.get(k) for t in tables]
+        ivs = [None if (c is None or cells[0] is None) else independent_ratio(c, cells[0]) for c in cells]
+        rows.append({**dict(zip(COMPARE_FIELDS, k)), "latency_ms": [c.latency_ms if c else None for c in cells],
+                     "ratios": [iv.value if iv else None for iv in ivs],
+                     "ratio_cis": [_interval_dict(iv) for iv in ivs],
+                     "resolved": [bool(iv and iv.excludes(1.0)) for iv in ivs], "_ivs": ivs})
     per_runtime = []
     for (runtime, precision, batch), grp in group_by(rows, "runtime", "precision", "batch").items():
-        entry = {"runtime": runtime, "precision": precision, "batch": batch, "matched": [], "geomean_ratio": []}
+        entry = {"runtime": runtime, "precision": precision, "batch": batch, "matched": [], "geomean_ratio": [],
+                 "geomean_ci": []}
         for i in range(len(runs)):
-            rs = [r["ratios"][i] for r in grp if r["ratios"][i] is not None]
-            entry["matched"].append(len(rs))
-            entry["geomean_ratio"].append(geomean(rs))
+            ivs = [r["_ivs"][i] for r in grp if r["_ivs"][i] is not None]
+            g = geomean_ratio(ivs)
+            entry["matched"].append(len(ivs))
+            entry["geomean_ratio"].append(g.value if g else None)
+            entry["geomean_ci"].append(_interval_dict(g))
         per_runtime.append(entry)
     per_runtime.sort(key=lambda e: (str(e["runtime"]), str(e["precision"]), e["batch"] or 0))
     names = [name for name, _ in runs]
     lines = []
     for i in range(1, len(runs)):
-        rs = [r["ratios"][i] for r in rows if r["ratios"][i] is not None]
-        g = geomean(rs)
+        g = geomean_ratio([r["_ivs"][i] for r in rows if r["_ivs"][i] is not None])
         if g is None:
             lines.append(f"{names[i]} and {names[0]} share no measured model/runtime/precision/batch.")
             continue
-        faster = "faster" if g < 1 else "slower"
-        lines.append(f"{names[i]} is {max(g, 1 / g):.2f}x {faster} than {names[0]} (geometric mean over "
-                     f"{len(rs)} matched points).")
+        n = sum(1 for r in rows if r["_ivs"][i] is not None)
+        ci = f" (95% interval {g.lo:.2f}-{g.hi:.2f})" if g.lo else ""
+        if not g.excludes(1.0) and g.lo:
+            lines.append(f"{names[i]} and {names[0]}: not resolved, ratio {g.value:.3f}{ci} over {n} matched points.")
+            continue
+        faster = "faster" if g.value < 1 else "slower"
+        lines.append(f"{names[i]} is {max(g.value, 1 / g.value):.2f}x {faster} than {names[0]} (geometric mean over "
+                     f"{n} matched points{ci and ', ratio' + ci}).")
+    for r in rows:
+        del r["_ivs"]
     return {"runs": names, "rows": rows, "per_runtime": per_runtime, "summary": lines}

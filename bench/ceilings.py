@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fsrt.bench.timing import best_of
-from fsrt.exporters.precision import get_precision, torch_dtype
-
-ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+from fsrt.precision import get_precision, torch_dtype
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ def _openvino_gemm_flops(n: int, dtype: str, repeats: int) -> float | None:
     import torch
 
     a, b = (ops.parameter([n, n], np.float32, name=x) for x in "ab")
-    hint = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}[dtype]
+    hint = get_precision(dtype).openvino_hint
     try:
         compiled = ov.Core().compile_model(ov.Model([ops.matmul(a, b, False, False)], [a, b]), "CPU",
                                            {"INFERENCE_PRECISION_HINT": hint,
@@ -95,7 +93,7 @@ def roofline_floors(flops: int, params: int, acts: int, batch: int, in_elems: in
     the batch's input and output. Layer-wise bytes: weights plus every activation written and
     read back once (2 x acts per image). Returns ``(compulsory_ms, layer_ms)``.
     """
-    e = ELEMENT_BYTES[dtype]
+    e = get_precision(dtype).element_bytes
     compute_s = 2.0 * flops * batch / ceil.peak_flops
     compulsory = (params + batch * (in_elems + out_elems)) * e
     layer = (params + 2 * acts * batch) * e

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fsrt.bench.precision_support import openvino_note, ort_ran_in_fp32
 from fsrt.bench.runners import PrepareContext, Runner, module_available
-
-_ORT_DTYPE = {"fp32": np.float32, "fp16": np.float16, "bf16": None}
+from fsrt.precision import get_precision, ort_numpy_dtype
 
 
 def _ort_providers() -> list[str]:
@@ -23,6 +23,7 @@ class OrtRunner(Runner):
     """ONNX Runtime with the device's provider: CPU EP on CPU, CUDA EP (IOBinding) on GPU."""
 
     name = "ort"
+    needs_onnx = True
     provider_cpu, provider_cuda = "CPUExecutionProvider", "CUDAExecutionProvider"
 
     def provider(self, device: str) -> str:
@@ -42,42 +43,53 @@ class OrtRunner(Runner):
     def prepare(self, ctx: PrepareContext) -> None:
         import onnxruntime as ort
 
-        if ctx.precision == "bf16":
-            raise RuntimeError("ONNX Runtime has no bf16 convolution kernels; measure bf16 with OpenVINO or eager")
+        self.dtype = ort_numpy_dtype(get_precision(ctx.precision))  # raises for bf16: no ONNX Runtime kernels
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = ctx.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         path = ctx.onnx_path(ctx.precision)
+        inspect = ctx.precision != "fp32" and not ctx.device.startswith("cuda")
+        if inspect:  # keep the graph ONNX Runtime really runs, to record its arithmetic
+            ctx.workdir.mkdir(parents=True, exist_ok=True)
+            opts.optimized_model_filepath = str(ctx.workdir / f"ort-optimized-{path.name}")
         self.session = ort.InferenceSession(str(path), opts, providers=self.session_providers(ctx))
         self.input_name = self.session.get_inputs()[0].name
-        self.dtype = _ORT_DTYPE[ctx.precision]
         self.device = ctx.device
+        self._binding = self._out = None
         self._precision_note = f"{ctx.precision} graph, {self.session.get_providers()[0]}"
+        if inspect and ort_ran_in_fp32(opts.optimized_model_filepath):
+            self._precision_note += " (computed in fp32 between two inserted casts: no fp16 CPU kernels)"
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x.astype(self.dtype)})[0].astype(np.float64)
-
-    def call(self, x: np.ndarray) -> Callable[[], object]:
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
         feed = {self.input_name: np.ascontiguousarray(x.astype(self.dtype))}
         if not self.device.startswith("cuda"):
-            return lambda: self.session.run(None, feed)
+            def run():
+                self._out = self.session.run(None, feed)[0]
+
+            return run
         import onnxruntime as ort
 
         binding = self.session.io_binding()
         dev = ort.OrtValue.ortvalue_from_numpy(feed[self.input_name], "cuda", 0)
         binding.bind_ortvalue_input(self.input_name, dev)
         binding.bind_output(self.session.get_outputs()[0].name, "cuda")
+        self._binding = binding
         self._precision_note += ", IOBinding"
 
-        def run():
+        def run_bound():
             self.session.run_with_iobinding(binding)
 
-        return run
+        return run_bound
+
+    def output(self) -> np.ndarray:
+        if self._binding is not None:
+            return np.asarray(self._binding.copy_outputs_to_cpu()[0], dtype=np.float64)
+        return np.asarray(self._out, dtype=np.float64)
 
     def close(self) -> None:
-        self.session = None
+        self.session = self._binding = self._out = None
 
 
 class OrtTensorRtRunner(OrtRunner):
@@ -104,11 +116,12 @@ class OrtTensorRtRunner(OrtRunner):
 
 class OpenVinoRunner(Runner):
     """OpenVINO CPU plugin with an explicit precision hint (it defaults to bf16 on CPUs with
-    bf16 units); the precision it reports back is recorded."""
+    bf16 units); the precision its convolutions really run is recorded, and a hint it does not
+    honour is refused (``fsrt.bench.precision_support``)."""
 
     name = "openvino"
     devices = ("cpu",)
-    hints = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+    needs_onnx = True
 
     def unavailable_reason(self, device: str) -> str | None:
         if not module_available("openvino"):
@@ -119,21 +132,21 @@ class OpenVinoRunner(Runner):
         import openvino as ov
 
         core = ov.Core()
-        hint = self.hints[ctx.precision]
+        hint = get_precision(ctx.precision).openvino_hint
         self.compiled = core.compile_model(str(ctx.onnx_path("fp32")), "CPU", {
             "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": ctx.threads, "PERFORMANCE_HINT": "LATENCY"})
-        actual = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self._precision_note = f"hint {hint}, runs {actual.replace('<Type: ', '').rstrip('>')}"
+        self._precision_note = openvino_note(hint, ctx.precision, self.compiled)  # refuses a hint it ignores
         self.request = self.compiled.create_infer_request()
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.request.infer([x.astype(np.float32)])[0], dtype=np.float64)
-
-    def call(self, x: np.ndarray) -> Callable[[], object]:
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
         import openvino as ov
 
-        self.request.set_input_tensor(ov.Tensor(np.ascontiguousarray(x.astype(np.float32))))
+        self._input = np.ascontiguousarray(x.astype(np.float32))  # the tensor shares this memory
+        self.request.set_input_tensor(ov.Tensor(self._input))
         return self.request.infer
+
+    def output(self) -> np.ndarray:
+        return np.asarray(self.request.get_output_tensor(0).data, dtype=np.float64)
 
     def close(self) -> None:
         self.request = self.compiled = None

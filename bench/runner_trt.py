@@ -16,6 +16,7 @@ class TensorRtRunner(Runner):
 
     name = "trt"
     devices = ("cuda",)
+    needs_onnx = True
 
     def unavailable_reason(self, device: str) -> str | None:
         if not module_available("tensorrt"):
@@ -28,9 +29,9 @@ class TensorRtRunner(Runner):
         import tensorrt as trt
         import torch
 
-        from fsrt.exporters.precision import get_precision, torch_dtype
         from fsrt.exporters.trt_config import batch_spec, make_settings
         from fsrt.exporters.trt_engine import build_and_save
+        from fsrt.precision import get_precision, torch_dtype
 
         onnx = ctx.onnx_path(ctx.precision)
         engine_path = ctx.workdir / f"{onnx.stem}-b{ctx.batch}.engine"
@@ -56,16 +57,14 @@ class TensorRtRunner(Runner):
         self.context.set_tensor_address(self.out, out.data_ptr())
         return xin, out
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        xin, out = self._bind(x)
-        self.context.execute_async_v3(self.stream.cuda_stream)
-        self.stream.synchronize()
-        return out.double().cpu().numpy()
-
-    def call(self, x: np.ndarray) -> Callable[[], object]:
-        self._bound = self._bind(x)  # keep buffers alive
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        self._bound = self._bind(x)  # keep buffers alive: the engine reads and writes them
         handle = self.stream.cuda_stream
         return lambda: self.context.execute_async_v3(handle)
 
+    def output(self) -> np.ndarray:
+        self.stream.synchronize()
+        return self._bound[1].double().cpu().numpy()
+
     def close(self) -> None:
-        self.context = self.engine = self.runtime = None
+        self.context = self.engine = self.runtime = self._bound = None

@@ -1,9 +1,12 @@
 """Runners: one interface over every runtime fsrt measures.
 
 A runner says whether it can run here (and why not), prepares a model for a batch size and
-precision, runs it for the parity check, and hands the timing harness a no-argument call with
-its input already bound. PyTorch runners live here; ONNX-based ones in ``runner_onnx`` and the
-native TensorRT one in ``runner_trt``.
+precision, and hands the timing harness a no-argument call with its input already bound
+(``bind``). The outputs of that very call are what the parity check reads (``output``): the
+timed path (CUDA-graph replay, IOBinding, pre-bound TensorRT buffers) is the checked path.
+PyTorch runners live here; ONNX-based ones in ``runner_onnx`` and the native TensorRT one in
+``runner_trt``. In a sweep each runtime's runners live in a worker process of their own
+(``fsrt.bench.worker``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +26,11 @@ from fsrt.errors import FsrtError
 class PrepareContext:
     """Everything a runner needs to prepare one model variant.
 
-    ``model`` is the fp32 eval-mode module on CPU (BN statistics calibrated); ``onnx_path``
-    exports (once, cached per precision) and returns the ONNX file for ONNX-based runners.
+    ``model`` is the fp32 eval-mode module on CPU (BN statistics calibrated or trained weights),
+    loaded on first use so runners that read ONNX never build it; ``onnx_path(precision)``
+    returns the variant's ONNX file at a precision for ONNX-based runners.
     """
 
-    model: object
     spec: object
     batch: int
     precision: str
@@ -34,12 +38,23 @@ class PrepareContext:
     threads: int
     workdir: Path
     onnx_path: Callable[[str], Path]
+    load_model: Callable[[], object]
     channels_last: bool = False
     cuda_graphs: bool = False
 
+    @cached_property
+    def model(self):
+        """The fp32 module (loaded once)."""
+        return self.load_model()
+
 
 class Runner:
-    """Base class. Subclasses set ``name`` and implement ``prepare``, ``infer`` and ``call``."""
+    """Base class. Subclasses set ``name`` and implement ``prepare``, ``bind`` and ``output``.
+
+    Lifecycle: ``prepare(ctx)`` once, ``fn = bind(x)``, then ``fn()`` any number of times
+    (the timing harness) with ``output()`` reading what the last ``fn()`` produced, and
+    ``close()``.
+    """
 
     name = "runner"
     devices: tuple[str, ...] = ("cpu", "cuda")
@@ -56,12 +71,16 @@ class Runner:
         """Build/compile/load the model for ``ctx.batch`` and ``ctx.precision``."""
         raise NotImplementedError
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """Run once on a float32 NCHW batch and return the logits as float64 numpy."""
+    needs_onnx = False  # reads the variant's ONNX graph (exported before preparing)
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        """The timed call: a no-argument callable running one inference on ``x`` (float32 NCHW,
+        bound once, device-resident where the runtime allows)."""
         raise NotImplementedError
 
-    def call(self, x: np.ndarray) -> Callable[[], object]:
-        """A no-argument callable running one inference on ``x`` (bound, device-resident)."""
+    def output(self) -> np.ndarray:
+        """The logits the last call of the bound callable produced, as float64 numpy (after
+        synchronizing the device)."""
         raise NotImplementedError
 
     def precision_note(self) -> str:
@@ -74,7 +93,7 @@ class Runner:
 
 def _autocast_dtype(precision: str):
     """The autocast dtype of a precision; None for fp32 (no autocast)."""
-    from fsrt.exporters.precision import get_precision, torch_dtype
+    from fsrt.precision import get_precision, torch_dtype
 
     return None if precision == "fp32" else torch_dtype(get_precision(precision))
 
@@ -114,15 +133,15 @@ class EagerRunner(Runner):
 
         return torch.from_numpy(x).to(self.device).contiguous(memory_format=self.memory_format)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return self._forward(self._to_device(x)).double().cpu().numpy()
-
-    def call(self, x: np.ndarray) -> Callable[[], object]:
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
         import torch
 
         xt = self._to_device(x)
         if not self.cuda_graphs:
-            return lambda: self._forward(xt)
+            def run():
+                self._out = self._forward(xt)
+
+            return run
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -131,12 +150,19 @@ class EagerRunner(Runner):
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._graph_out = self._forward(xt)
+            self._out = self._forward(xt)  # replay rewrites this tensor in place
         self._precision_note += ", CUDA graph"
         return graph.replay
 
+    def output(self) -> np.ndarray:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        return self._out.double().cpu().numpy()
+
     def close(self) -> None:
-        self.model = None
+        self.model = self._out = None
 
 
 def _has_cxx_compiler() -> bool:

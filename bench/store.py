@@ -13,23 +13,43 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import types
+import typing
 from pathlib import Path
 
+from fsrt.bench import sqlite_file
+from fsrt.bench.points import POINT_FIELDS, Point, Status
+from fsrt.bench.rounds import Window
 from fsrt.errors import FsrtError
 
-SCHEMA_VERSION = 1
 
-# Columns of a point, in order. Times in milliseconds, memory in bytes, floors in milliseconds.
-# status: ok | unstable (CV above threshold after re-measuring) | parity_failed | error.
-POINT_COLUMNS = {
-    "model": "TEXT", "base": "TEXT", "family": "TEXT", "strategy": "TEXT", "alpha": "REAL", "s": "REAL",
-    "flops_mult": "REAL", "runtime": "TEXT", "precision": "TEXT", "batch": "INTEGER", "resolution": "INTEGER",
-    "device": "TEXT", "threads": "INTEGER", "flops": "INTEGER", "params": "INTEGER", "acts": "INTEGER",
-    "status": "TEXT", "reason": "TEXT", "median_ms": "REAL", "p90_ms": "REAL", "p99_ms": "REAL", "mean_ms": "REAL",
-    "min_ms": "REAL", "cv": "REAL", "n": "INTEGER", "unstable": "INTEGER", "peak_mem_bytes": "INTEGER",
-    "l2": "TEXT", "parity_max_abs": "REAL", "parity_max_rel": "REAL", "floor_compulsory_ms": "REAL",
-    "floor_layer_ms": "REAL", "spec_json": "TEXT", "created": "REAL",
-}
+def _base_type(hint) -> type:
+    """``int`` for ``int | None``."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+# Tables added by schema 2: timing windows of every measurement (so figures, intervals and paired
+# comparisons can be recomputed, and an interrupted sweep resumes mid-measurement) and per-machine
+# settings decided by measurement (such as the default thread count).
+_SCHEMA_2_TABLES = """
+CREATE TABLE IF NOT EXISTS windows (
+    machine_id TEXT NOT NULL, mkey TEXT NOT NULL, round INTEGER NOT NULL, started REAL NOT NULL,
+    times_ms TEXT NOT NULL, dropped INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (machine_id, mkey, round));
+CREATE TABLE IF NOT EXISTS settings (
+    machine_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, measured REAL NOT NULL,
+    PRIMARY KEY (machine_id, key));
+"""
+
+SCHEMA_VERSION = 2
+
+# Columns of a point (``fsrt.bench.points.Point``), in order, with their SQLite types.
+_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL"}
+POINT_COLUMNS = {name: _TYPES[_base_type(hint)] for name, hint in typing.get_type_hints(Point).items()
+                 if name in POINT_FIELDS}
+# Schema 1 columns no longer written: kept in old databases, ignored when read.
+RETIRED_COLUMNS = ("unstable", "spec_json")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,44 +71,82 @@ CREATE TABLE IF NOT EXISTS run_points (
 CREATE TABLE IF NOT EXISTS unavailable (
     run_id INTEGER NOT NULL REFERENCES runs(id), runtime TEXT NOT NULL, reason TEXT NOT NULL,
     PRIMARY KEY (run_id, runtime));
+{_SCHEMA_2_TABLES}
 """
 
 
-class Store:
-    """A results database. Use as a context manager or call ``close()``."""
+BUSY_TIMEOUT_S = 30.0  # how long to wait for another process's write lock before giving up
 
-    def __init__(self, path: str | Path):
+
+def _init_schema(db: sqlite3.Connection) -> None:
+    with db:
+        db.executescript(_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+class Store:
+    """A results database. Use as a context manager or call ``close()``.
+
+    ``readonly=True`` (for commands that only read, such as ``fsrt report``) never creates or
+    changes anything: a missing or empty file is an error. Otherwise a new database is built
+    whole beside its path and moved into place, so a failure leaves none behind.
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         if self.path.exists() and self.path.is_dir():
             raise FsrtError(f"results database {self.path} is a directory; pass a file path")
+        if readonly and not self.path.is_file():
+            raise FsrtError(f"no results database at {self.path}; run fsrt bench first (or pass --db)")
+        if not readonly:
+            sqlite_file.check_writable(self.path)
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                sqlite_file.create_whole(self.path, _init_schema)
+        self.db = sqlite_file.connect(self.path, readonly, BUSY_TIMEOUT_S)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise FsrtError(f"cannot create the results folder {self.path.parent}: a file is in the way") from None
-        try:
-            self.db = sqlite3.connect(self.path, timeout=30)
-            self.db.row_factory = sqlite3.Row
             self._check_and_migrate()
-        except sqlite3.DatabaseError as e:
-            raise FsrtError(f"results database {self.path} is corrupt or not SQLite ({e}); move it aside "
-                            "and rerun (nothing was changed)") from None
+        except BaseException:
+            self.db.close()
+            raise
 
     def _check_and_migrate(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" in tables:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+            try:
+                version = int(row[0]) if row else 0
+            except (TypeError, ValueError):
+                raise FsrtError(f"results database {self.path} has an unreadable schema version {row[0]!r}; "
+                                "it was not written by fsrt as it is: move it aside") from None
             if version > SCHEMA_VERSION:
                 raise FsrtError(f"results database {self.path} has schema version {version}, newer than this "
                                 f"fsrt understands ({SCHEMA_VERSION}); upgrade fsrt or use another --db")
             if version < 1:
                 raise FsrtError(f"results database {self.path} has no usable schema version; move it aside")
+            if version < SCHEMA_VERSION:
+                if self.readonly:  # reading never writes: upgrade a copy in memory, leave the file as it is
+                    self.db = sqlite_file.in_memory_copy(self.db, self.path)
+                self._migrate(version)
             return
         if tables:
             raise FsrtError(f"{self.path} is an SQLite database but not an fsrt results store; use another --db")
+        if self.readonly:
+            raise FsrtError(f"{self.path} is empty, not an fsrt results database; run fsrt bench --db {self.path} "
+                            "first")
+        _init_schema(self.db)  # an SQLite file without tables: nothing to lose, make it a store
+
+    def _migrate(self, version: int) -> None:
+        """Upgrade an older database in place, in one transaction (all or nothing), keeping its points:
+        a failure (disk full, locked) or an interruption, even SIGKILL, leaves the old schema intact
+        (SQLite rolls back the transaction, or its journal on the next open)."""
+        steps = {1: _migrate_1_to_2}
         with self.db:
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.db.execute("BEGIN IMMEDIATE")
+            while version < SCHEMA_VERSION:
+                steps[version](self.db)
+                version += 1
+            self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
 
     # -- context manager -----------------------------------------------------------------
     def close(self) -> None:
@@ -146,17 +204,17 @@ class Store:
         raise FsrtError(f"no run {ref!r} in {self.path} (runs: {names})")
 
     # -- points --------------------------------------------------------------------------
-    def find_point(self, machine_id: str, key: str) -> dict | None:
+    def find_point(self, machine_id: str, key: str) -> Point | None:
         """The stored point for this machine and key, if measured before."""
         row = self.db.execute("SELECT * FROM points WHERE machine_id=? AND key=?", (machine_id, key)).fetchone()
-        return dict(row) if row else None
+        return Point.from_row(dict(row)) if row else None
 
-    def put_point(self, run_id: int, machine_id: str, key: str, record: dict) -> int:
+    def put_point(self, run_id: int, machine_id: str, key: str, point: Point) -> int:
         """Insert or replace a point and link it to the run; committed immediately (crash-safe resume)."""
-        unknown = set(record) - set(POINT_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown point fields {sorted(unknown)}")
-        values = {c: record.get(c) for c in POINT_COLUMNS}
+        if not isinstance(point, Point):
+            raise TypeError(f"put_point takes a Point, got {type(point).__name__}")
+        values = {c: getattr(point, c) for c in POINT_COLUMNS}
+        values["status"] = str(values["status"]) if values["status"] is not None else None
         values["created"] = values["created"] or time.time()
         cols = ", ".join(POINT_COLUMNS)
         marks = ", ".join("?" for _ in POINT_COLUMNS)
@@ -174,11 +232,52 @@ class Store:
         with self.db:
             self.db.execute("INSERT OR IGNORE INTO run_points VALUES (?, ?)", (run_id, point_id))
 
-    def run_points(self, run_id: int) -> list[dict]:
+    def run_points(self, run_id: int) -> list[Point]:
         """Every point of a run, with its machine id."""
         rows = self.db.execute("SELECT p.* FROM points p JOIN run_points rp ON rp.point_id = p.id WHERE rp.run_id=? "
                                "ORDER BY p.id", (run_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return [Point.from_row(dict(r)) for r in rows]
+
+    def machine_points(self, machine_id: str) -> list[Point]:
+        """Every point stored for a machine, from every run (what a latency model is fitted on)."""
+        rows = self.db.execute("SELECT * FROM points WHERE machine_id=? ORDER BY id", (machine_id,)).fetchall()
+        return [Point.from_row(dict(r)) for r in rows]
+
+    # -- timing windows ------------------------------------------------------------------
+    def put_windows(self, machine_id: str, mkey: str, windows: list[Window]) -> None:
+        """Store (or update the outlier flags of) a measurement's windows; committed at once."""
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO windows VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(machine_id, mkey, round) "
+                "DO UPDATE SET dropped=excluded.dropped",
+                [(machine_id, mkey, w.round, w.started, json.dumps(list(w.times_ms)), int(w.dropped))
+                 for w in windows])
+
+    def windows(self, machine_id: str, mkeys: list[str]) -> dict[str, list[Window]]:
+        """Stored windows of measurements, by mkey, in round order."""
+        out: dict[str, list[Window]] = {}
+        for i in range(0, len(mkeys), 500):
+            chunk = mkeys[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT * FROM windows WHERE machine_id=? AND mkey IN ({marks}) ORDER BY round",
+                                   (machine_id, *chunk)).fetchall()
+            for r in rows:
+                out.setdefault(r["mkey"], []).append(Window(r["round"], tuple(json.loads(r["times_ms"])),
+                                                            r["started"], bool(r["dropped"])))
+        return out
+
+    # -- per-machine settings ------------------------------------------------------------
+    def setting(self, machine_id: str, key: str) -> dict | None:
+        """A setting decided by measurement on a machine (JSON value), or None."""
+        row = self.db.execute("SELECT value, measured FROM settings WHERE machine_id=? AND key=?",
+                              (machine_id, key)).fetchone()
+        return {**json.loads(row["value"]), "measured": row["measured"]} if row else None
+
+    def put_setting(self, machine_id: str, key: str, value: dict) -> None:
+        """Store a setting decided by measurement."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?, ?, ?)",
+                            (machine_id, key, json.dumps(value, sort_keys=True), time.time()))
 
     def set_unavailable(self, run_id: int, runtime: str, reason: str) -> None:
         """Record that a runtime could not run in this run, and why."""
@@ -207,3 +306,29 @@ class Store:
     def ceilings(self, machine_id: str) -> list[dict]:
         """All ceilings measured on a machine."""
         return [dict(r) for r in self.db.execute("SELECT * FROM ceilings WHERE machine_id=?", (machine_id,))]
+
+
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: new point columns, the windows and settings tables; old points keep their
+    single-window median as their figure (without an interval) and their notes move out of
+    ``reason``."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(points)")}
+    for col, typ in POINT_COLUMNS.items():
+        if col not in have:
+            db.execute(f"ALTER TABLE points ADD COLUMN {col} {typ}")
+    for statement in _SCHEMA_2_TABLES.split(";"):  # not executescript: it would commit mid-migration
+        if statement.strip():
+            db.execute(statement)
+    db.execute("UPDATE points SET mode='infer'")  # schema 1 measured inference only
+    measured = tuple(str(s) for s in (Status.OK, Status.UNSTABLE))
+    db.execute("UPDATE points SET latency_ms=median_ms, rounds=1, dropped_rounds=0, "
+               "statistic='median of one timing window (schema 1)', note=reason, reason=NULL "
+               f"WHERE status IN {measured}")
+    from fsrt.scaling import parse_strategy
+
+    for (name,) in db.execute("SELECT DISTINCT strategy FROM points WHERE strategy IS NOT NULL").fetchall():
+        try:
+            st = parse_strategy(name)
+        except FsrtError:
+            continue
+        db.execute("UPDATE points SET e_d=?, e_w=?, e_r=? WHERE strategy=?", (st.e_d, st.e_w, st.e_r, name))

@@ -1,241 +1,93 @@
-"""The benchmark sweep: models x strategies x s x batch x precision x runtime, measured,
-checked and stored point by point so an interrupted sweep resumes where it stopped."""
+"""The benchmark sweep: plan the measurements, prepare them, time them in interleaved rounds, store.
+
+Order of work, and why:
+1. Points already stored under the same identity are reused (resume); a measurement listed
+   under several strategies (the unscaled base model) is measured once.
+2. The machine-wide measurement lock is taken (``fsrt.bench.lock``): nothing else of fsrt times
+   anything while this sweep does.
+3. Each variant's files (weights, inputs, float64 references, ONNX graphs) are prepared once.
+4. Every job is prepared in its runtime's worker process and checked: the outputs of the very
+   call that will be timed are compared with the float64 reference (a train point: its first
+   training step's loss, gradient norm and update against a float64 step); failures are stored now.
+5. The checked jobs are timed in interleaved rounds (``fsrt.bench.rounds``); every window is
+   stored as it is measured, so an interrupted sweep resumes mid-measurement.
+6. Each job's figure, interval and pooled statistics become its point(s).
+Jobs are taken in groups that fit in memory (every job of a group stays prepared through its
+rounds).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
+import dataclasses
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fsrt.bench.artifacts import VariantArtifacts
 from fsrt.bench.ceilings import Ceilings, measure_ceilings, roofline_floors
-from fsrt.bench.memory import PeakMemory
-from fsrt.bench.runners import PrepareContext, Runner
+from fsrt.bench.host import HostConfig, Prepared, PrepareRequest
+from fsrt.bench.lock import measurement_lock
+from fsrt.bench.plan import BenchPlan, Job, Variant, measurement_key, point_key
+from fsrt.bench.points import DONE, STATISTIC, Point, Status
+from fsrt.bench.rounds import JobState, Window, run_rounds
+from fsrt.bench.stats import LatencyStats
+from fsrt.bench.step_parts import StepParts
 from fsrt.bench.store import Store
-from fsrt.bench.timing import TimingConfig, measure
-from fsrt.complexity import complexity
-from fsrt.errors import first_line
-from fsrt.scaling import Strategy, scale_spec
-from fsrt.spec import ModelSpec
-
-DONE_STATUSES = ("ok", "unstable", "parity_failed")
-
-
-@dataclass(frozen=True)
-class BenchPlan:
-    """What to measure. ``sources`` are zoo names, spec files or checkpoints."""
-
-    sources: tuple[str, ...]
-    strategies: tuple[Strategy, ...]
-    s_values: tuple[float, ...]
-    batches: tuple[int, ...] = (1,)
-    precisions: tuple[str, ...] = ("fp32",)
-    device: str = "cpu"
-    threads: int = 2
-    resolution: int | None = None
-    channels_last: bool = False
-    cuda_graphs: bool = False
-    timing: TimingConfig = field(default_factory=TimingConfig)
-    seed: int = 0
-
-    def to_config(self, runtimes: list[str]) -> dict:
-        """The run's identity: same config resumes the same run."""
-        return {"sources": list(self.sources), "strategies": [s.name for s in self.strategies],
-                "s": list(self.s_values), "batches": list(self.batches), "precisions": list(self.precisions),
-                "device": self.device, "threads": self.threads, "resolution": self.resolution,
-                "channels_last": self.channels_last, "cuda_graphs": self.cuda_graphs, "runtimes": runtimes,
-                "timing": asdict(self.timing), "seed": self.seed}
+from fsrt.bench.train_step import (
+    PART_NAMES,
+    step_error,
+    step_identity,
+    train_bound,
+    train_files,
+    train_unavailable_reason,
+)
+from fsrt.bench.worker import WorkerDied, WorkerFailed, WorkerPool
+from fsrt.complexity import layer_count
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One scaled model of the sweep."""
+class SweepProgress:
+    """What a sweep reports while it runs (the CLI draws it; the default says nothing)."""
 
-    name: str
-    base: str
-    strategy: Strategy
-    s: float
-    flops_mult: float
-    spec: ModelSpec
-    source: str = ""
-    trained_weights: bool = False  # a checkpoint's own (unscaled) model: run it with its weights
+    def phase(self, name: str, total: int) -> None:
+        """A new phase starts with ``total`` steps."""
 
-    @property
-    def spec_hash(self) -> str:
-        d = self.spec.to_dict()
-        d.pop("name", None)
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    def step(self, label: str) -> None:
+        """One step of the current phase is done."""
+
+    def point(self, point: Point) -> None:
+        """A point is final (measured, failed or reused)."""
+
+    def waiting(self, holder: str) -> None:
+        """Another measurement holds the machine's lock."""
 
 
-def plan_variants(plan: BenchPlan) -> list[Variant]:
-    """Every (base model, strategy, s) of the plan as a scaled spec."""
-    from fsrt.source import get_spec, is_checkpoint_path
+@dataclass
+class _Entry:
+    """One measurement and the (variant, point key) labels it is reported under."""
 
-    variants = []
-    for source in plan.sources:
-        is_checkpoint = is_checkpoint_path(source)
-        base = get_spec(source)
-        if plan.resolution:
-            base = base.replace(resolution=plan.resolution)
-        base_name = base.name or Path(str(source)).stem
-        for strategy in plan.strategies:
-            for s in plan.s_values:
-                scaled = scale_spec(base, strategy, s)
-                name = base_name if s == 1 else scaled.spec.name or f"{base_name}@{strategy.name}:s={s:g}"
-                same_weights = is_checkpoint and _weight_shapes(scaled.spec) == _weight_shapes(base)
-                variants.append(Variant(name, base_name, strategy, s, scaled.flops_multiplier, scaled.spec,
-                                        str(source), same_weights))
-    return variants
+    job: Job
+    labels: list[tuple[Variant, str]]
 
 
-def _weight_shapes(spec: ModelSpec) -> tuple:
-    """The parts of a spec that decide its parameter shapes (resolution does not)."""
-    return spec.stem, spec.stages, spec.head.width, spec.num_classes
-
-
-def calibrate_batchnorm(model, resolution: int, seed: int, batches: int = 2, batch_size: int = 8) -> None:
-    """Set BN running statistics from random inputs (cumulative average), then switch to eval.
-
-    A freshly initialized network has unit BN statistics, so activations shrink or grow
-    layer after layer (EfficientNet's logits end near 1e-14) and half precision underflows;
-    calibrated statistics give trained-like activation scales and meaningful parity checks.
-    """
-    import torch
-
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            model(torch.randn(batch_size, 3, resolution, resolution, generator=gen))
-    for bn in bns:
-        bn.momentum = 0.1
-    model.eval()
-
-
-def measurement_key(v: Variant, runtime: str, precision: str, batch: int, plan: BenchPlan) -> str:
-    """Hash of everything that determines a measurement (not the strategy label)."""
-    ident = {"spec": v.spec_hash, "runtime": runtime, "precision": precision, "batch": batch, "device": plan.device,
-             "threads": plan.threads, "channels_last": plan.channels_last, "cuda_graphs": plan.cuda_graphs,
-             "l2": plan.timing.l2}
-    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def point_key(v: Variant, mkey: str) -> str:
-    """A stored point: the measurement plus the strategy and s it is reported under."""
-    return hashlib.sha1(f"{mkey}|{v.strategy.name}|{v.s!r}".encode()).hexdigest()[:20]
-
-
-class _Model:
-    """The variant's module and ONNX exports, built on first use and cached."""
-
-    def __init__(self, v: Variant, plan: BenchPlan, workdir: Path):
-        self.v, self.plan, self.workdir = v, plan, workdir
-        self._model = None
-        self._onnx: dict[tuple[str, int], Path] = {}
-        self._refs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    @property
-    def model(self):
-        if self._model is None:
-            import torch
-
-            from fsrt.models import build_model
-
-            if self.v.trained_weights:
-                from fsrt.exporters.model_source import load_model
-
-                self._model = load_model(self.v.source)[0].eval()
-            else:
-                torch.manual_seed(self.plan.seed)
-                self._model = build_model(self.v.spec)
-                calibrate_batchnorm(self._model, self.v.spec.resolution, self.plan.seed)
-        return self._model
-
-    def inputs(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Seeded input batch and its float64 reference logits."""
-        if batch not in self._refs:
-            import copy
-
-            import torch
-
-            r = self.v.spec.resolution
-            x = np.random.default_rng(self.plan.seed).standard_normal((batch, 3, r, r)).astype(np.float32)
-            ref_model = copy.deepcopy(self.model).double().eval()
-            with torch.no_grad():
-                ref = ref_model(torch.from_numpy(x).double()).numpy()
-            self._refs[batch] = (x, ref)
-        return self._refs[batch]
-
-    def onnx_path(self, precision: str, batch: int) -> Path:
-        key = (precision, batch)
-        if key not in self._onnx:
-            from fsrt.exporters.onnx_export import export_onnx
-
-            path = self.workdir / "onnx" / f"{self.v.spec_hash}-b{batch}-{precision}.onnx"
-            if not path.exists():
-                export_onnx(self.model, path, batch=batch, precision=precision, parity=False, force=True)
-            self._onnx[key] = path
-        return self._onnx[key]
-
-
-def relative_error(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    """(max abs error, max abs error / max |ref|)."""
-    if out.shape != ref.shape:
-        raise RuntimeError(f"output shape {out.shape} differs from eager's {ref.shape}")
-    err = float(np.max(np.abs(out - ref)))
-    scale = float(np.max(np.abs(ref)))
-    return err, err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
-
-
-def _first_line(e: BaseException) -> str:
-    return f"{type(e).__name__}: {first_line(e)[:300]}" if str(e).strip() else type(e).__name__
-
-
-def measure_point(runner: Runner, v: Variant, m: _Model, precision: str, batch: int, plan: BenchPlan,
-                  workdir: Path, ceilings: Ceilings | None) -> dict:
-    """Prepare, parity-check and time one runner on variant ``v`` (its module from ``m``)."""
-    from fsrt.exporters.precision import get_precision
-
-    cx = complexity(v.spec)
-    rec = {"model": v.name, "base": v.base, "family": v.spec.family, "strategy": v.strategy.name,
-           "alpha": v.strategy.alpha, "s": v.s, "flops_mult": v.flops_mult, "runtime": runner.name,
-           "precision": precision, "batch": batch, "resolution": v.spec.resolution, "device": plan.device,
-           "threads": plan.threads, **cx.to_dict(), "spec_json": v.spec.to_json()}
-    if ceilings is not None:
-        floors = roofline_floors(cx.flops, cx.params, cx.acts, batch, 3 * v.spec.resolution**2, v.spec.num_classes,
-                                 precision, ceilings)
-        rec["floor_compulsory_ms"], rec["floor_layer_ms"] = floors
-    x, ref = m.inputs(batch)
-    ctx = PrepareContext(model=m.model, spec=v.spec, batch=batch, precision=precision, device=plan.device,
-                         threads=plan.threads, workdir=workdir, onnx_path=lambda p: m.onnx_path(p, batch),
-                         channels_last=plan.channels_last, cuda_graphs=plan.cuda_graphs)
-    try:
-        with PeakMemory(plan.device) as mem:
-            runner.prepare(ctx)
-            err_abs, err_rel = relative_error(runner.infer(x), ref)
-            rec["parity_max_abs"], rec["parity_max_rel"] = err_abs, err_rel
-            bound = get_precision(precision).bound
-            if not err_rel <= bound:
-                rec.update(status="parity_failed", reason=f"relative error {err_rel:.2e} > {bound:.0e} bound "
-                                                           f"({runner.precision_note()})")
-                return rec
-            timing = measure(runner.call(x), plan.timing, plan.device)
-        rec.update(timing.stats.to_dict())
-        rec.update(status="unstable" if timing.unstable else "ok", unstable=int(timing.unstable), l2=timing.l2,
-                   peak_mem_bytes=mem.peak_bytes, reason=runner.precision_note())
-    except Exception as e:  # a runtime that cannot run this model is a recorded result, not a crash
-        rec.update(status="error", reason=_first_line(e))
-    finally:
-        runner.close()
-    return rec
+def plan_jobs(plan: BenchPlan, variants: list[Variant], runtimes: list[str]) -> list[_Entry]:
+    """Every distinct measurement of the plan, in plan order, with the labels it is stored under.
+    Train mode measures only the runtimes that can train (``fsrt.bench.train_step``)."""
+    entries: dict[str, _Entry] = {}
+    for mode in plan.modes:
+        step = step_identity() if mode == "train" else None
+        mode_runtimes = [r for r in runtimes if mode != "train" or train_unavailable_reason(r) is None]
+        for v in variants:
+            for batch in plan.batches_for(mode):
+                for precision in plan.precisions_for(mode):
+                    for runtime in mode_runtimes:
+                        if not plan.measures(v, runtime, precision, mode):
+                            continue
+                        mkey = measurement_key(v, runtime, precision, batch, plan, mode, step)
+                        entry = entries.setdefault(mkey, _Entry(Job(v, runtime, precision, batch, mkey, mode), []))
+                        entry.labels.append((v, point_key(v, mkey)))
+    return list(entries.values())
 
 
 def get_ceilings(store: Store, machine_id: str, device: str, precision: str, threads: int) -> Ceilings:
@@ -248,43 +100,313 @@ def get_ceilings(store: Store, machine_id: str, device: str, precision: str, thr
     return Ceilings(row["peak_flops"], row["copy_bytes_per_s"])
 
 
-def run_sweep(plan: BenchPlan, variants: list[Variant], runners: list[Runner], store: Store, run_id: int,
-              machine_id: str, workdir: Path, on_point: Callable[[str, dict | None], None] | None = None) -> list[dict]:
-    """Measure every missing point of ``variants`` (from ``plan_variants(plan)``); reuse stored
-    ones. Returns the run's records.
+def base_point(job: Job, plan: BenchPlan, ceilings: Ceilings | None) -> Point:
+    """The identity and complexity part of a job's point (before it is measured)."""
+    v, cx = job.variant, job.variant.cx
+    floors = (None, None)
+    if ceilings is not None and job.mode == "infer":  # the floors count one forward pass
+        floors = roofline_floors(cx.flops, cx.params, cx.acts, job.batch, 3 * v.spec.resolution**2,
+                                 v.spec.num_classes, job.precision, ceilings)
+    st = v.strategy
+    return Point(model=v.name, base=v.base, family=v.spec.family, strategy=st.name, alpha=st.alpha, e_d=st.e_d,
+                 e_w=st.e_w, e_r=st.e_r, s=v.s, flops_mult=v.flops_mult, runtime=job.runtime, mode=job.mode,
+                 precision=job.precision, batch=job.batch, resolution=v.spec.resolution, device=plan.device,
+                 threads=plan.threads, flops=cx.flops, params=cx.params, acts=cx.acts,
+                 layers=layer_count(v.spec), mkey=job.mkey,
+                 l2=plan.window.l2 if plan.device.startswith("cuda") else "n/a (CPU)",
+                 floor_compulsory_ms=floors[0], floor_layer_ms=floors[1])
 
-    ``on_point(description, record)`` is called before (record None) and after each point.
-    Points are committed one by one, so an interruption loses at most the point in flight.
+
+def measured_point(base: Point, state: JobState, prepared: Prepared, plan: BenchPlan) -> Point:
+    """A job's point from its windows: the figure, its interval and pooled statistics."""
+    if state.error:
+        return base.replace(status=Status.ERROR, reason=state.error, note=prepared.note)
+    kept = [w for w in state.windows if not w.dropped]
+    pooled = LatencyStats.of([t for w in kept for t in w.times_ms])
+    ci = state.interval(plan.rounds.confidence)
+    status = Status.OK if state.converged(plan.rounds) else Status.UNSTABLE
+    return base.replace(status=status, note=prepared.note, latency_ms=state.figure(),
+                        latency_lo_ms=ci[0] if ci else None, latency_hi_ms=ci[1] if ci else None,
+                        statistic=STATISTIC, rounds=len(kept), dropped_rounds=state.dropped,
+                        median_ms=pooled.median_ms, p90_ms=pooled.p90_ms, p99_ms=pooled.p99_ms,
+                        mean_ms=pooled.mean_ms, min_ms=pooled.min_ms, cv=pooled.cv, n=pooled.n,
+                        peak_mem_bytes=prepared.peak_mem_bytes, mem_kind=prepared.mem_kind)
+
+
+def estimated_bytes(job: Job) -> int:
+    """A generous estimate of one prepared job's resident memory: weights held about three times
+    (module, runtime copy, packed form), fp32 activations of a batch twice, and a fixed overhead.
+    A training step also holds gradients and momentum, and keeps every layer's activations (conv,
+    BatchNorm and activation outputs) for the backward pass."""
+    cx = job.variant.cx
+    if job.mode == "train":
+        return 20 * cx.params + 16 * cx.acts * job.batch + 64 * 2**20
+    return 12 * cx.params + 8 * cx.acts * job.batch + 64 * 2**20
+
+
+def memory_groups(jobs: list[Job], budget_bytes: int) -> list[list[Job]]:
+    """Consecutive groups of jobs whose estimated memory fits ``budget_bytes`` (at least one each)."""
+    groups, cur, used = [], [], 0
+    for job in jobs:
+        need = estimated_bytes(job)
+        if cur and used + need > budget_bytes:
+            groups.append(cur)
+            cur, used = [], 0
+        cur.append(job)
+        used += need
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+def _available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+class Sweep:
+    """One sweep's measurements against a store (see the module docstring)."""
+
+    def __init__(self, plan: BenchPlan, store: Store, run_id: int, machine_id: str, workdir: Path,
+                 progress: SweepProgress | None = None, make_pool: Callable | None = None):
+        self.plan, self.store, self.run_id, self.machine_id, self.workdir = plan, store, run_id, machine_id, workdir
+        self.progress = progress or SweepProgress()
+        self.make_pool = make_pool or (lambda cfg: WorkerPool(cfg, workdir / "logs"))
+        self.points: list[Point] = []
+
+    def _finish(self, entry: _Entry, point: Point) -> None:
+        for v, key in entry.labels:
+            labelled = point.replace(model=v.name, strategy=v.strategy.name, alpha=v.strategy.alpha,
+                                     e_d=v.strategy.e_d, e_w=v.strategy.e_w, e_r=v.strategy.e_r, s=v.s,
+                                     flops_mult=v.flops_mult, created=None)
+            self.store.put_point(self.run_id, self.machine_id, key, labelled)
+            stored = self.store.find_point(self.machine_id, key)
+            self.points.append(stored)
+            self.progress.point(stored)
+
+    def reuse(self, entries: list[_Entry]) -> list[_Entry]:
+        """Link stored points; returns the entries that still need measuring."""
+        todo = []
+        for entry in entries:
+            stored = {key: self.store.find_point(self.machine_id, key) for _, key in entry.labels}
+            done = {k: p for k, p in stored.items() if p is not None and p.status in DONE}
+            if len(done) == len(entry.labels):
+                for p in done.values():
+                    self.store.link_point(self.run_id, p.id)
+                    self.points.append(p)
+                    self.progress.point(p)
+            elif done:  # measured under another label: list it under the missing ones too
+                self._finish(entry, next(iter(done.values())))
+            else:
+                todo.append(entry)
+        return todo
+
+    def run(self, entries: list[_Entry]) -> list[Point]:
+        """Measure what is missing and return every point of the run (stored and new)."""
+        todo = self.reuse(entries)
+        if todo:
+            with measurement_lock(on_wait=self.progress.waiting):
+                self._measure(todo)
+        return self.points
+
+    def _measure(self, todo: list[_Entry]) -> None:
+        ceilings = {p: get_ceilings(self.store, self.machine_id, self.plan.device, p, self.plan.threads)
+                    for p in dict.fromkeys(e.job.precision for e in todo)}
+        files = self._prepare_files(todo)
+        by_mkey = {e.job.mkey: e for e in todo}
+        budget = int(0.4 * _available_bytes())
+        for group in memory_groups([e.job for e in todo], budget):
+            self._measure_group([by_mkey[j.mkey] for j in group], files, ceilings)
+
+    def _prepare_files(self, todo: list[_Entry]) -> dict[str, object]:
+        """Each variant's files, prepared once (exports take seconds each, so they show progress)."""
+        from fsrt.bench.runners import all_runners
+
+        classes = all_runners()
+        needs: dict[str, tuple[VariantArtifacts, set, set, set]] = {}
+        primer = primer_variant(todo[0].job.variant)
+        for e in todo:
+            job = e.job
+            for v, batch in ((job.variant, job.batch), (primer, 1)):
+                art, batches, graphs, checks, train = needs.setdefault(
+                    v.artifact_id, (VariantArtifacts(v, self.plan.seed, self.workdir), set(), set(), set(), set()))
+                batches.add(batch)
+                if v is job.variant and job.mode == "train":
+                    train.add(batch)
+                    continue
+                if getattr(classes.get(job.runtime), "needs_onnx", False):
+                    graphs.add((_graph_precision(job), batch))
+                if v is job.variant:
+                    checks.add((job.precision, batch))
+        self.progress.phase("preparing models", len(needs))
+        out = {}
+        for vid, (art, batches, graphs, checks, train) in needs.items():
+            files = art.files(sorted(batches), sorted(graphs), sorted(checks))
+            if train:
+                labels, refs = train_files(art, sorted(train))
+                files = dataclasses.replace(files, labels=labels, train_references=refs)
+            out[vid] = files
+            art.release()
+            self.progress.step(art.v.name)
+        out["primer"] = out[primer.artifact_id]
+        self._primer = primer
+        return out
+
+    def _host_config(self, runtime: str) -> HostConfig:
+        p = self.plan
+        return HostConfig(runtime, p.device, p.threads, p.window, p.channels_last, p.cuda_graphs, str(self.workdir))
+
+    def _measure_group(self, group: list[_Entry], files: dict, ceilings: dict) -> None:
+        pool = self.make_pool(self._host_config)
+        try:
+            prepared = self._prepare_jobs(pool, group, files, ceilings)
+            self._time_jobs(pool, prepared, ceilings)
+        except BaseException:
+            pool.close(kill=True)
+            raise
+        pool.close()
+
+    def _prime(self, pool, files, job: Job) -> None:
+        """Prepare and free a tiny model in a fresh worker before anything is measured there: a
+        runtime's one-time set-up (libraries, thread pools, kernel caches) must not count as the
+        first model's memory. Tiny, so the memory it frees (and later models reuse) is negligible."""
+        f = files["primer"]
+        req = PrepareRequest("primer", self._primer.spec.to_dict(), str(f.weights), str(f.inputs[1]),
+                             {p: str(path) for (p, b), path in f.onnx.items() if b == 1}, job.precision, 1)
+        try:
+            pool.prepare(job.runtime, req)
+            pool.release(job.runtime, "primer")
+        except (WorkerFailed, WorkerDied):
+            pass  # the real prepare reports the problem
+
+    def _prepare_jobs(self, pool, group: list[_Entry], files: dict, ceilings: dict) -> dict[str, tuple]:
+        """Prepare and parity-check each job in its worker; failures become points now."""
+        self.progress.phase("preparing runtimes and checking outputs", len(group))
+        ready, primed = {}, set()
+        for entry in group:
+            job = entry.job
+            base = base_point(job, self.plan, ceilings[job.precision])
+            f = files[job.variant.artifact_id]
+            train = job.mode == "train"
+            labels = str(f.labels[job.batch]) if train else None
+            req = PrepareRequest(job.mkey, job.variant.spec.to_dict(), str(f.weights), str(f.inputs[job.batch]),
+                                 {p: str(path) for (p, b), path in f.onnx.items() if b == job.batch},
+                                 job.precision, job.batch, job.mode, labels)
+            if job.runtime not in primed:
+                primed.add(job.runtime)
+                self._prime(pool, files, job)
+            self.progress.step(job.label)
+            try:
+                prep = pool.prepare(job.runtime, req)
+                if train:
+                    base, verdict = _train_checked(base, prep.output, np.load(f.train_references[job.batch]))
+                else:
+                    base, verdict = checked(base, prep.output, np.load(f.references[job.batch]),
+                                            f.expected[(job.precision, job.batch)])
+            except (WorkerFailed, WorkerDied, ValueError, RuntimeError) as e:
+                self._finish(entry, base.replace(status=Status.ERROR, reason=str(e)))
+                continue
+            if not verdict.passed:
+                self._finish(entry, base.replace(status=Status.PARITY_FAILED, note=prep.note, reason=verdict.reason))
+                try:
+                    pool.release(job.runtime, job.mkey)
+                except (WorkerFailed, WorkerDied):
+                    pass
+                continue
+            ready[job.mkey] = (entry, base, prep)
+        return ready
+
+    def _time_jobs(self, pool, ready: dict[str, tuple], ceilings: dict) -> None:
+        """Interleaved rounds over the checked jobs; each window stored as it is measured."""
+        if not ready:
+            return
+        prior = self.store.windows(self.machine_id, list(ready))
+        cfg = self.plan.rounds
+        self.progress.phase("timing in interleaved rounds", len(ready))
+        finished: set[str] = set()
+        split = {m: PART_NAMES for m, (e, _, _) in ready.items() if e.job.mode == "train"}
+        parts, last = StepParts(self.store, self.machine_id, split), {}
+
+        def execute(mkey: str) -> list[float]:
+            times = pool.window(ready[mkey][0].job.runtime, mkey)
+            if mkey in split:
+                last[mkey] = pool.parts(ready[mkey][0].job.runtime, mkey)
+            return times
+
+        def on_window(mkey: str, window: Window, state: JobState) -> None:
+            self.store.put_windows(self.machine_id, mkey, state.windows)
+            parts.add(mkey, window, last.pop(mkey, {}), state)
+            if mkey not in finished and state.done(cfg):
+                finished.add(mkey)
+                self.progress.step(ready[mkey][0].job.label)
+
+        states = run_rounds(list(ready), execute, cfg, prior, on_window)
+        for mkey in ready.keys() - finished:  # ended by --max-rounds or the budget, unsettled
+            self.progress.step(ready[mkey][0].job.label)
+        for mkey, (entry, base, prep) in ready.items():
+            point = measured_point(base, states[mkey], prep, self.plan)
+            if point.status != Status.ERROR:
+                point = point.replace(**parts.fields(mkey, states[mkey], cfg.confidence))
+            self._finish(entry, point)
+            try:
+                pool.release(entry.job.runtime, mkey)
+            except (WorkerFailed, WorkerDied):
+                pass  # nothing left to free
+
+
+def checked(base: Point, output: np.ndarray, ref: np.ndarray, expected: float | None):
+    """``(point with its accuracy figures, verdict)``: the timed call's outputs judged against the
+    float64 reference by ``fsrt.accuracy``'s rule (``expected``: the error the precision's
+    rounding gives this model). A shape mismatch raises ``ValueError``."""
+    from fsrt.accuracy import compare, judge
+    from fsrt.precision import get_precision
+
+    errors = compare(output, ref)
+    verdict = judge(errors.rel_l2, get_precision(base.precision), expected)
+    return base.replace(parity_max_abs=errors.max_abs, parity_max_rel=errors.max_rel, parity_rel_l2=errors.rel_l2,
+                        parity_expected=expected), verdict
+
+
+def _train_checked(base: Point, output: np.ndarray, ref: np.ndarray):
+    """``(point with its accuracy figures, verdict)`` for a training step: its loss, gradient norm and
+    update norm against the float64 step (``fsrt.bench.train_step``'s bound for the precision).
+    A shape mismatch raises ``RuntimeError``."""
+    from fsrt.accuracy import Judgement
+
+    err_abs, err_rel, what = step_error(output, ref)
+    bound = train_bound(base.precision, ref)
+    reason = None if err_rel <= bound else (f"training step's {what} against the float64 step: relative error "
+                                            f"{err_rel:.2e} > {bound:.0e} bound")
+    return base.replace(parity_max_abs=err_abs, parity_max_rel=err_rel), Judgement(err_rel <= bound, 0.0, bound,
+                                                                                    reason)
+
+
+def primer_variant(v: Variant) -> Variant:
+    """A tiny relative of ``v`` (1/8 of its widths at 32 px) that primes a runtime's worker."""
+    from fsrt.complexity import complexity
+    from fsrt.scaling import parse_strategy, scale_spec
+
+    spec = scale_spec(v.spec.replace(resolution=32), parse_strategy("w"), 1 / 64).spec.replace(name="primer")
+    return Variant("primer", "primer", parse_strategy("w"), 1 / 64, 1 / 64, spec, complexity(spec))
+
+
+def _graph_precision(job: Job) -> str:
+    """The ONNX precision a runtime reads: OpenVINO applies its precision to an fp32 graph."""
+    return "fp32" if job.runtime == "openvino" else job.precision
+
+
+def run_sweep(plan: BenchPlan, variants: list[Variant], runtimes: list[str], store: Store, run_id: int,
+              machine_id: str, workdir: Path, progress: SweepProgress | None = None,
+              make_pool: Callable | None = None) -> list[Point]:
+    """Measure every missing point of ``variants`` on ``runtimes`` (names); reuse stored ones.
+
+    Returns the run's points. Interrupting loses at most the window in flight.
     """
-    import torch
-
-    torch.set_num_threads(plan.threads)
-    measured: dict[str, dict] = {}
-    records = []
-    for v in variants:
-        m = _Model(v, plan, workdir)  # builds the module only if a point needs measuring
-        for batch in plan.batches:
-            for precision in plan.precisions:
-                for runner in runners:
-                    mkey = measurement_key(v, runner.name, precision, batch, plan)
-                    key = point_key(v, mkey)
-                    label = f"{v.name} {runner.name} {precision} b{batch}"
-                    if on_point:
-                        on_point(label, None)
-                    old = store.find_point(machine_id, key)
-                    if old and old["status"] in DONE_STATUSES:
-                        store.link_point(run_id, old["id"])
-                        records.append(old)
-                    else:
-                        if mkey in measured:  # same model measured under another strategy label (s=1)
-                            rec = {**measured[mkey], "model": v.name, "strategy": v.strategy.name,
-                                   "alpha": v.strategy.alpha, "s": v.s, "flops_mult": v.flops_mult, "created": None}
-                        else:
-                            ceil = get_ceilings(store, machine_id, plan.device, precision, plan.threads)
-                            rec = measure_point(runner, v, m, precision, batch, plan, workdir, ceil)
-                            measured[mkey] = rec
-                        store.put_point(run_id, machine_id, key, rec)
-                        records.append(rec)
-                    if on_point:
-                        on_point(label, records[-1])
-    return records
+    entries = plan_jobs(plan, variants, runtimes)
+    return Sweep(plan, store, run_id, machine_id, workdir, progress, make_pool).run(entries)

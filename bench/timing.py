@@ -1,8 +1,9 @@
-"""The timing harness: warm up by time, measure by time and minimum count, re-measure if noisy.
+"""The timing harness: warm-up by time, timing windows by time and minimum count.
 
 CPU calls are timed with ``perf_counter_ns``; CUDA calls with device events around each call
-(after an optional L2 flush that is not timed, for cold-cache numbers). A point whose
-coefficient of variation exceeds the threshold is measured again and flagged if it stays noisy.
+(after an optional L2 flush that is not timed, for cold-cache numbers). A sweep times short
+*windows* (``time_window``) that ``fsrt.bench.rounds`` interleaves across all its points;
+``measure`` times one long window for a single callable (benchmark scripts).
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ class TimingConfig:
     cv_threshold: float = 0.10
     retries: int = 1
     l2: str = "warm"  # GPU only: "warm" or "cold" (flush L2 before every timed call)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How one point is warmed up once, and how long each of its timing windows is."""
+
+    warmup_s: float = 0.3  # once, after preparing (caches, allocator, thread pools, lazy compilation)
+    min_warmup: int = 3
+    window_s: float = 0.1  # timed seconds per window (at least ``min_calls`` calls)
+    min_calls: int = 3
+    max_calls: int = 2000
+    rewarm_calls: int = 1  # untimed calls that start each window (another runtime ran in between)
+    l2: str = "warm"  # GPU only: "warm" or "cold" (flush L2 before every timed call)
+
+    def identity(self) -> dict:
+        """The settings that change what is measured (stored in each point's identity)."""
+        return {"warmup_s": self.warmup_s, "min_warmup": self.min_warmup, "window_s": self.window_s,
+                "min_calls": self.min_calls, "max_calls": self.max_calls, "rewarm_calls": self.rewarm_calls,
+                "l2": self.l2}
 
 
 @dataclass(frozen=True)
@@ -91,35 +111,65 @@ def _cuda_timer(fn: Callable[[], object], cfg: TimingConfig) -> Callable[[], flo
     return time_one
 
 
-def _sample(fn: Callable[[], object], cfg: TimingConfig, device: str) -> list[float]:
-    cuda = device.startswith("cuda")
-    time_one = (_cuda_timer if cuda else _cpu_timer)(fn, cfg)
-    deadline = time.perf_counter() + cfg.warmup_s
+def _timer(fn: Callable[[], object], device: str, l2: str) -> Callable[[], float]:
+    if device.startswith("cuda"):
+        return _cuda_timer(fn, TimingConfig(l2=l2))
+    return _cpu_timer(fn, TimingConfig())
+
+
+def warm_up(fn: Callable[[], object], seconds: float, min_calls: int, device: str = "cpu") -> int:
+    """Call ``fn`` for ``seconds`` and at least ``min_calls`` times; returns the number of calls."""
+    deadline = time.perf_counter() + seconds
     done = 0
-    while done < cfg.min_warmup or time.perf_counter() < deadline:
+    while done < min_calls or time.perf_counter() < deadline:
         fn()
         done += 1
-    if cuda:
+    if device.startswith("cuda"):
         _cuda_sync()
+    return done
+
+
+def _timed_calls(time_one: Callable[[], float], seconds: float, min_calls: int, max_calls: int) -> list[float]:
     times: list[float] = []
-    end = time.perf_counter() + cfg.measure_s
-    while len(times) < cfg.max_runs and (len(times) < cfg.min_runs or time.perf_counter() < end):
+    end = time.perf_counter() + seconds
+    while len(times) < max_calls and (len(times) < min_calls or time.perf_counter() < end):
         times.append(time_one())
     return times
 
 
-def measure(fn: Callable[[], object], cfg: TimingConfig = TimingConfig(), device: str = "cpu") -> Timing:
-    """Time ``fn`` (a no-argument call with its inputs bound) and summarize.
+def time_window(fn: Callable[[], object], cfg: WindowConfig, device: str = "cpu",
+                time_one: Callable[[], float] | None = None) -> list[float]:
+    """One timing window: ``cfg.rewarm_calls`` untimed calls, then timed calls for ``cfg.window_s``
+    (at least ``cfg.min_calls``). Returns the call times in ms. ``time_one`` reuses a timer built
+    once by ``window_timer`` (the CUDA one allocates its L2-flush buffer)."""
+    for _ in range(cfg.rewarm_calls):
+        fn()
+    if device.startswith("cuda"):
+        _cuda_sync()
+    time_one = time_one or _timer(fn, device, cfg.l2)
+    return _timed_calls(time_one, cfg.window_s, cfg.min_calls, cfg.max_calls)
 
-    If the coefficient of variation exceeds ``cfg.cv_threshold`` the whole measurement is
-    repeated up to ``cfg.retries`` times; the least noisy attempt is kept and flagged
-    ``unstable`` if even that one is above the threshold.
+
+def window_timer(fn: Callable[[], object], cfg: WindowConfig, device: str = "cpu") -> Callable[[], float]:
+    """The per-call timer ``time_window`` uses for ``fn`` (build once per point, reuse per window)."""
+    return _timer(fn, device, cfg.l2)
+
+
+def measure(fn: Callable[[], object], cfg: TimingConfig = TimingConfig(), device: str = "cpu") -> Timing:
+    """Time ``fn`` (a no-argument call with its inputs bound) in one long window and summarize.
+
+    For benchmark scripts that time one thing at a time; a sweep uses interleaved windows
+    (``fsrt.bench.rounds``). If the coefficient of variation exceeds ``cfg.cv_threshold`` the
+    measurement is repeated up to ``cfg.retries`` times; the least noisy attempt is kept and
+    flagged ``unstable`` if even that one is above the threshold.
     """
+    time_one = _timer(fn, device, cfg.l2)
     best: tuple[LatencyStats, list[float]] | None = None
     attempts = 0
     for _ in range(1 + max(0, cfg.retries)):
         attempts += 1
-        times = _sample(fn, cfg, device)
+        warm_up(fn, cfg.warmup_s, cfg.min_warmup, device)
+        times = _timed_calls(time_one, cfg.measure_s, cfg.min_runs, cfg.max_runs)
         stats = LatencyStats.of(times)
         if best is None or stats.cv < best[0].cv:
             best = (stats, times)

@@ -21,12 +21,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsrt.errors import CheckFailed, FsrtError, first_line
+from fsrt.errors import CheckFailed, FsrtError, first_line, interrupt_in_chain
 from fsrt.io import atomic_write_bytes
+from fsrt.precision import Precision, get_precision, torch_dtype
 from fsrt.spec import ModelSpec
 
 from .parity import Parity, check_parity, skipped
-from .precision import get_precision, torch_dtype
 from .trt_config import BatchSpec, batch_spec
 
 MIN_OPSET = 18  # the dynamo exporter emits opset 18+ natively; older targets silently fall back
@@ -55,6 +55,7 @@ class ExportResult:
     complexity: dict
     bn_folded: int
     stage_seconds: dict = field(default_factory=dict)
+    bn_calibrated: bool = False  # a never-trained network got BatchNorm statistics (fsrt.calibration)
 
     @property
     def node_count(self) -> int:
@@ -69,7 +70,8 @@ class ExportResult:
             "dynamic_batch": list(self.dynamic_batch) if self.dynamic_batch else None,
             "nodes": self.node_count, "nodes_by_type": self.nodes_by_type, "parity": self.parity.to_dict(),
             "seconds": round(self.seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-            "size_bytes": self.size_bytes, "bn_folded": self.bn_folded, "complexity": self.complexity,
+            "size_bytes": self.size_bytes, "bn_folded": self.bn_folded, "bn_calibrated": self.bn_calibrated,
+            "complexity": self.complexity,
         }
 
 
@@ -129,6 +131,9 @@ def _export_graph(model, example, batch: BatchSpec, opset: int, translation_tabl
                                         input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], optimize=True,
                                         **kwargs)
         except Exception as e:
+            interrupt = interrupt_in_chain(e)
+            if interrupt is not None:  # Ctrl-C while tracing is an interruption, not an exporter failure
+                raise interrupt from None
             raise FsrtError(f"the ONNX exporter failed: {_first_line(e)}") from e
     return program.model_proto
 
@@ -188,19 +193,21 @@ def nodes_by_type(proto) -> dict[str, int]:
 
 def _patch_kernels(model) -> dict:
     """Swap grouped convs for the fsrt Triton kernel op; returns the exporter translation table."""
-    import importlib
-
-    try:
-        kernels = importlib.import_module("fsrt.kernels")
-    except Exception as e:
-        raise FsrtError(f"--triton-group-conv needs fsrt.kernels, which failed to import: {_first_line(e)}") from None
-    patch = getattr(kernels, "patch_model", None)
-    table = getattr(kernels, "onnx_custom_translation_table", None)
-    if patch is None or table is None:
+    try:  # lazily: loads Triton where it is installed
+        from fsrt.kernels import onnx_custom_translation_table, patch_model
+    except ImportError as e:  # a broken or partial install: one line saying what is missing
         raise FsrtError("--triton-group-conv needs fsrt.kernels.patch_model and onnx_custom_translation_table, "
-                        "which this install lacks")
-    patch(model)
-    return table()
+                        f"which failed to import: {_first_line(e)}") from None
+    patch_model(model)
+    return onnx_custom_translation_table()
+
+
+@contextlib.contextmanager
+def _timed(stages: dict[str, float], name: str):
+    """Record the wall time of the ``with`` body as ``stages[name]`` (seconds)."""
+    t = time.perf_counter()
+    yield
+    stages[name] = time.perf_counter() - t
 
 
 def check_writable(path: Path) -> None:
@@ -214,25 +221,9 @@ def check_writable(path: Path) -> None:
         raise FsrtError(f"cannot write {path}: no write permission in {folder}")
 
 
-def export_onnx(model_or_spec, path, *, batch: int = 1, dynamic_batch=None, resolution: int | None = None,
-                precision: str = "fp32", opset: int | None = None, parity: bool = True, force: bool = False,
-                ema: bool = False, triton_group_conv: bool = False, seed: int | None = None) -> ExportResult:
-    """Export ``model_or_spec`` to ONNX at ``path`` and return an ``ExportResult``.
-
-    ``model_or_spec``: a ``ModelSpec``, a zoo name / spec file / checkpoint path, or a module
-    from ``fsrt.build_model``. ``dynamic_batch``: ``"MIN:OPT:MAX"`` or a triple (the graph's
-    batch is then symbolic). ``precision``: fp32, fp16 or bf16 (a real half-precision graph).
-    ``parity`` runs the check against PyTorch; failing it raises ``CheckFailed`` with the
-    numbers and leaves nothing at ``path``. An existing ``path`` is replaced only with ``force``.
-    """
-    import torch
-
-    from fsrt.complexity import complexity
-
-    from .bn_fold import count_batchnorm, fold_batchnorm
-    from .model_source import load_model
-
-    start = time.perf_counter()
+def _check_request(path, *, batch: int, dynamic_batch, resolution: int | None, precision: str, opset: int | None,
+                   force: bool) -> tuple[Path, Precision, int, BatchSpec]:
+    """Everything checkable before loading a model: ``(path, precision, opset, batch spec)``."""
     prec = get_precision(precision)
     opset = check_opset(opset, prec.name)
     bspec = batch_spec(None if dynamic_batch is not None and batch == 1 else batch, dynamic_batch)
@@ -244,63 +235,121 @@ def export_onnx(model_or_spec, path, *, batch: int = 1, dynamic_batch=None, reso
     if path.exists() and not force:
         raise FsrtError(f"{path} exists; pass --force (force=True) to replace it")
     check_writable(path)
+    return path, prec, opset, bspec
 
-    stages: dict[str, float] = {}
-    t = time.perf_counter()
-    model, spec = load_model(model_or_spec, ema=ema)
-    res = resolution or spec.resolution
-    folded, n_folded = fold_batchnorm(model)  # a copy: the caller's module keeps its device and weights
+
+def with_statistics(model, res: int):
+    """``(model, calibrated)``: a never-trained network (every BatchNorm at mean 0, variance 1) is
+    replaced by a copy with calibrated statistics, so the exported graph and its parity check see
+    activations of a sane scale (docs/architecture.md, "Export and parity"); a trained one is
+    returned as it is."""
+    import copy
+
+    from fsrt.calibration import calibrate_batchnorm, never_trained
+
+    if not never_trained(model):
+        return model, False
+    calibrated = copy.deepcopy(model).cpu()
+    calibrate_batchnorm(calibrated, res, seed=0)
+    return calibrated, True
+
+
+def _export_ready(model, prec: Precision, triton_group_conv: bool):
+    """``(module, BN pairs folded, translation table)``: a BN-folded CPU copy of ``model`` in
+    ``prec`` (the caller's module keeps its device and weights), grouped convs swapped for the
+    fsrt kernel op when asked (then with the exporter's translation table for it)."""
+    from fsrt.kernels.bn_fold import count_batchnorm, fold_batchnorm
+
+    folded, n_folded = fold_batchnorm(model)
     folded = folded.cpu()
     table = _patch_kernels(folded) if triton_group_conv else None
-    if count_batchnorm(folded):
-        raise CheckFailed(f"{count_batchnorm(folded)} BatchNorm layers could not be folded into a conv")
-    folded = folded.to(torch_dtype(prec))
-    stages["prepare"] = time.perf_counter() - t
+    left = count_batchnorm(folded)
+    if left:
+        raise CheckFailed(f"{left} BatchNorm layers could not be folded into a conv")
+    return folded.to(torch_dtype(prec)), n_folded, table
 
-    t = time.perf_counter()
-    example = torch.randn(bspec.example, 3, res, res).to(torch_dtype(prec))
-    proto = _export_graph(folded, example, bspec, opset, table)
-    stages["export"] = time.perf_counter() - t
-    t = time.perf_counter()
-    proto = _slim(proto)
-    stages["slim"] = time.perf_counter() - t
 
-    counts = nodes_by_type(proto)
-    if counts.get("BatchNormalization"):
-        raise CheckFailed(f"{counts['BatchNormalization']} BatchNormalization nodes remain after folding")
+def _graph(module, spec: ModelSpec, res: int, prec: Precision, opset: int, bspec: BatchSpec, table,
+           stages: dict[str, float]):
+    """``(proto, input shape, complexity)``: the exported graph, simplified, stamped with metadata
+    and validated (stage times go to ``stages``)."""
+    import torch
+
+    from fsrt.complexity import complexity
+
+    with _timed(stages, "export"):
+        example = torch.randn(bspec.example, 3, res, res).to(torch_dtype(prec))
+        proto = _export_graph(module, example, bspec, opset, table)
+    with _timed(stages, "slim"):
+        proto = _slim(proto)
+    left = nodes_by_type(proto).get("BatchNormalization")
+    if left:
+        raise CheckFailed(f"{left} BatchNormalization nodes remain after folding")
     input_shape = ("batch" if bspec.dynamic else bspec.opt, 3, res, res)
     cx = {**complexity(spec, res).to_dict(), "resolution": res}
     _set_metadata(proto, spec, cx, prec.name, input_shape, bspec)
-    custom = any(n.domain not in ("", "ai.onnx") for n in proto.graph.node)
-    t = time.perf_counter()
-    _validate(proto, custom)
-    stages["check"] = time.perf_counter() - t
+    with _timed(stages, "check"):
+        _validate(proto, _has_custom_nodes(proto))
     if proto.ByteSize() >= 2**31 - 1:
         raise FsrtError(f"the graph is {proto.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB limit; fsrt does not "
                         "write ONNX external-data files yet: export at fp16/bf16 or a smaller model")
-    data = proto.SerializeToString()
+    return proto, input_shape, cx
 
-    t = time.perf_counter()
-    if not parity:
-        result_parity = skipped(prec.bound, "disabled (--no-parity)")
-    elif custom:
-        result_parity = skipped(prec.bound, "the graph has custom-domain nodes (fsrt kernels) that ONNX Runtime "
-                                            "cannot run; check the engine with 'fsrt bench' instead")
-    else:
-        result_parity = check_parity(data, model, batches=bspec.parity_batches(), chw=(3, res, res),
-                                     precision=prec, seed=seed)
-    stages["parity"] = time.perf_counter() - t
+
+def _has_custom_nodes(proto) -> bool:
+    """Whether the graph holds nodes outside the ONNX domain (fsrt kernel ops)."""
+    return any(n.domain not in ("", "ai.onnx") for n in proto.graph.node)
+
+
+def _parity(data: bytes, model, *, enabled: bool, custom: bool, prec: Precision, bspec: BatchSpec, res: int,
+            seed: int | None) -> Parity:
+    """The parity check of the serialized graph against ``model``, or why it was skipped."""
+    if not enabled:
+        return skipped("disabled (--no-parity)")
+    if custom:
+        return skipped("the graph has custom-domain nodes (fsrt kernels) that ONNX Runtime cannot run; "
+                       "check the engine with 'fsrt bench' instead")
+    return check_parity(data, model, batches=bspec.parity_batches(), chw=(3, res, res), precision=prec, seed=seed)
+
+
+def export_onnx(model_or_spec, path, *, batch: int = 1, dynamic_batch=None, resolution: int | None = None,
+                precision: str = "fp32", opset: int | None = None, parity: bool = True, force: bool = False,
+                ema: bool = False, triton_group_conv: bool = False, seed: int | None = None) -> ExportResult:
+    """Export ``model_or_spec`` to ONNX at ``path`` and return an ``ExportResult``.
+
+    ``model_or_spec``: a ``ModelSpec``, a zoo name / spec file / checkpoint path, or a module
+    from ``fsrt.build_model``. ``dynamic_batch``: ``"MIN:OPT:MAX"`` or a triple (the graph's
+    batch is then symbolic). ``precision``: fp32, fp16 or bf16 (a real half-precision graph).
+    ``parity`` runs the check against PyTorch; failing it raises ``CheckFailed`` with the
+    numbers and leaves nothing at ``path``. An existing ``path`` is replaced only with ``force``.
+    """
+    from .model_source import load_model
+
+    start = time.perf_counter()
+    path, prec, opset, bspec = _check_request(path, batch=batch, dynamic_batch=dynamic_batch, resolution=resolution,
+                                              precision=precision, opset=opset, force=force)
+    stages: dict[str, float] = {}
+    with _timed(stages, "prepare"):
+        model, spec = load_model(model_or_spec, ema=ema)
+        res = resolution or spec.resolution
+        model, calibrated = with_statistics(model, res)
+        module, n_folded, table = _export_ready(model, prec, triton_group_conv)
+    proto, input_shape, cx = _graph(module, spec, res, prec, opset, bspec, table, stages)
+    data = proto.SerializeToString()
+    with _timed(stages, "parity"):
+        result_parity = _parity(data, model, enabled=parity, custom=_has_custom_nodes(proto), prec=prec, bspec=bspec,
+                                res=res, seed=seed)
     if result_parity.passed is False:
         raise CheckFailed(f"{result_parity.summary()}; {path} not written")
     try:
         atomic_write_bytes(path, data)
     except OSError as e:
         raise FsrtError(f"cannot write {path}: {e.strerror or e}") from None
-
     return ExportResult(path=path, opset=opset, precision=prec.name, input_shape=input_shape,
                         dynamic_batch=(bspec.min, bspec.opt, bspec.max) if bspec.dynamic else None,
-                        nodes_by_type=counts, parity=result_parity, seconds=time.perf_counter() - start,
-                        size_bytes=len(data), spec=spec, complexity=cx, bn_folded=n_folded, stage_seconds=stages)
+                        nodes_by_type=nodes_by_type(proto), parity=result_parity, seconds=time.perf_counter() - start,
+                        size_bytes=len(data), spec=spec, complexity=cx, bn_folded=n_folded, stage_seconds=stages,
+                        bn_calibrated=calibrated)
 
 
 def read_metadata(onnx_path) -> dict:

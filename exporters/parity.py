@@ -4,42 +4,47 @@ The reference is the *unexported* PyTorch model (BatchNorm not folded) evaluated
 on the same inputs, so the check covers BN folding, the exporter, graph simplification and the
 graph's own precision at once. Inputs are fresh random normals from a seed drawn per check
 (reported, so a failure can be reproduced). Half-precision graphs get inputs rounded to their
-precision, and the reference sees the same rounded values.
-
-Error measures: ``max_abs = max|y - ref|`` and ``max_rel = max_abs / max|ref|`` (relative to
-the output's scale; element-wise ratios are meaningless for logits near zero).
+precision, and the reference sees the same rounded values. The comparison and its rule are
+``fsrt.accuracy``'s, the same ones ``fsrt bench`` applies to every timed call.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .precision import ONNX_BFLOAT16, ONNX_FLOAT, Precision
+from fsrt.accuracy import compare, expected_error, judge, reference_outputs
+from fsrt.precision import ONNX_BFLOAT16, ONNX_FLOAT, Precision, ort_numpy_dtype, torch_dtype
 
 BF16_NOTE = ("no CPU runtime here executes bf16 Conv (ONNX Runtime and OpenVINO reject it), so the bf16 "
              "graph ran with its bf16 weights and inputs widened exactly to fp32: this checks the graph "
-             "and its weight rounding, not bf16 arithmetic")
+             "and its weight rounding (expected error: bf16 weights, fp32 arithmetic), not bf16 arithmetic")
 
 
 @dataclass(frozen=True)
 class Parity:
-    """Result of one parity check (``passed`` is ``None`` when the check was skipped)."""
+    """Result of one parity check (``passed`` is ``None`` when the check was skipped).
+
+    ``rel_l2`` is the judged error, ``expected`` the error the precision's rounding gives this
+    model (``None`` for fp32), ``lower``/``upper`` the accepted range (``fsrt.accuracy``).
+    """
 
     max_abs: float | None
     max_rel: float | None
-    bound: float
+    rel_l2: float | None
+    expected: float | None
+    lower: float | None
+    upper: float | None
     passed: bool | None
     runtime: str | None = None
     batches: tuple[int, ...] = ()
     seed: int | None = None
     note: str | None = None
     skipped: str | None = None
-    ref_scale: float | None = field(default=None)
+    reason: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -47,61 +52,29 @@ class Parity:
         d["batches"] = list(self.batches)
         return d
 
+    def accepted(self) -> str:
+        """The accepted range of ``rel_l2`` in words."""
+        if self.upper is None:
+            return "-"
+        return f"<= {self.upper:.0e}" if not self.lower else f"{self.lower:.2g} .. {self.upper:.2g}"
+
     def summary(self) -> str:
-        """One line for messages: numbers, bound and verdict."""
+        """One line for messages: numbers, accepted range and verdict."""
         if self.skipped:
-            numbers = f" (max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g})" if self.max_abs is not None else ""
-            return f"parity skipped: {self.skipped}{numbers}"
+            return f"parity skipped: {self.skipped}"
+        if self.rel_l2 is None:
+            return f"parity FAILED: {self.reason} ({self.runtime}, batches {list(self.batches)}, seed {self.seed})"
         verdict = "passed" if self.passed else "FAILED"
-        return (f"parity {verdict}: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g} "
-                f"(bound {self.bound:.0e}, {self.runtime}, batches {list(self.batches)}, seed {self.seed})")
+        expected = f", expected {self.expected:.2g} from rounding" if self.expected is not None else ""
+        why = f": {self.reason}" if self.reason else ""
+        return (f"parity {verdict}{why} (relative L2 error {self.rel_l2:.3g}{expected}, accepted {self.accepted()}; "
+                f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}; {self.runtime}, batches "
+                f"{list(self.batches)}, seed {self.seed})")
 
 
-def skipped(bound: float, reason: str) -> Parity:
+def skipped(reason: str) -> Parity:
     """A ``Parity`` that records why no check ran."""
-    return Parity(None, None, bound, None, skipped=reason)
-
-
-SINGLE_THREAD_FLOPS = 2e9  # below this much reference work, one thread is as fast and far more robust
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run with ``n`` PyTorch intra-op threads (``None``: unchanged), restoring the count after."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def reference_threads(model, inputs: list[np.ndarray]) -> int | None:
-    """1 for small reference work, else ``None`` (keep PyTorch's count).
-
-    Many small float64 ops on two threads stall badly when other processes share the cores
-    (each op waits for a descheduled worker): a fresh 32 px EfficientNet took 0.05 s on one
-    thread and up to 45 s on two on the 2-core test machine under load.
-    """
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        return None
-    from fsrt.complexity import complexity
-
-    work = sum(complexity(spec, int(x.shape[-1])).flops * x.shape[0] for x in inputs)
-    return 1 if work < SINGLE_THREAD_FLOPS else None
-
-
-def reference_outputs(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Outputs of ``model`` in float64 for each float64 input array (model is copied, not changed)."""
-    import torch
-
-    ref = copy.deepcopy(model).cpu().eval().double()
-    with torch.no_grad(), torch_threads(reference_threads(model, inputs)):
-        return [ref(torch.from_numpy(x)).numpy() for x in inputs]
+    return Parity(None, None, None, None, None, None, None, skipped=reason)
 
 
 def widen_bf16(model_proto):
@@ -142,8 +115,6 @@ def _round_to(x: np.ndarray, precision: Precision) -> np.ndarray:
     """``x`` (float32) rounded to ``precision`` and returned as float32."""
     import torch
 
-    from .precision import torch_dtype
-
     return torch.from_numpy(x).to(torch_dtype(precision)).float().numpy()
 
 
@@ -156,61 +127,38 @@ def _ort_session(model):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
+def _session(onnx_model, precision: Precision):
+    """``(session, numpy feed dtype, note)``: bf16 graphs run widened to fp32 (``BF16_NOTE``)."""
+    import onnx
+
+    if precision.onnx_elem_type == ONNX_BFLOAT16:
+        proto = onnx.load_from_string(onnx_model) if isinstance(onnx_model, bytes) else onnx.load(str(onnx_model))
+        return _ort_session(widen_bf16(proto).SerializeToString()), np.float32, BF16_NOTE
+    sess = _ort_session(onnx_model if isinstance(onnx_model, bytes) else str(onnx_model))
+    return sess, ort_numpy_dtype(precision), None
+
+
 def check_parity(onnx_model, model, *, batches, chw, precision: Precision, seed: int | None = None) -> Parity:
-    """Run ``onnx_model`` (a path or serialized bytes) in ONNX Runtime (CPU) and compare with
-    ``model`` in float64.
+    """Run ``onnx_model`` (a path or serialized bytes) in ONNX Runtime (CPU) and judge its outputs
+    against ``model`` in float64 with ``fsrt.accuracy``'s rule.
 
     ``batches``: batch sizes to try (one for a static graph; several, including sizes other
     than the export example, for a dynamic one). ``chw``: (channels, height, width).
     """
-    import onnx
-
     seed = secrets.randbits(31) if seed is None else int(seed)
     rng = np.random.default_rng(seed)
     inputs = [_round_to(rng.standard_normal((b, *chw), dtype=np.float32), precision) for b in batches]
-    refs = reference_outputs(model, [x.astype(np.float64) for x in inputs])
-
-    note = None
-    if precision.onnx_elem_type == ONNX_BFLOAT16:
-        proto = onnx.load_from_string(onnx_model) if isinstance(onnx_model, bytes) else onnx.load(str(onnx_model))
-        sess = _ort_session(widen_bf16(proto).SerializeToString())
-        feed_dtype, note = np.float32, BF16_NOTE
-    else:
-        sess = _ort_session(onnx_model if isinstance(onnx_model, bytes) else str(onnx_model))
-        feed_dtype = np.float16 if precision.name == "fp16" else np.float32
-    name = sess.get_inputs()[0].name
-    max_abs, scale = 0.0, 0.0
-    for x, ref in zip(inputs, refs):
-        y = sess.run(None, {name: x.astype(feed_dtype)})[0].astype(np.float64)
-        if y.shape != ref.shape:
-            return Parity(float("inf"), float("inf"), precision.bound, False, "onnxruntime-cpu", tuple(batches),
-                          seed, f"output shape {y.shape} != PyTorch {ref.shape}")
-        max_abs = max(max_abs, float(np.max(np.abs(y - ref))) if np.all(np.isfinite(y)) else float("inf"))
-        scale = max(scale, float(np.max(np.abs(ref))))
-    max_rel = max_abs / scale if scale > 0 else max_abs
+    wide = [x.astype(np.float64) for x in inputs]
+    refs = reference_outputs(model, wide)
+    sess, feed_dtype, note = _session(onnx_model, precision)
     runtime = "onnxruntime-cpu (bf16 widened to fp32)" if note else "onnxruntime-cpu"
-    floor = too_small_to_compare(scale, precision)
-    if floor:
-        return Parity(max_abs, max_rel, precision.bound, None, runtime, tuple(batches), seed, note, floor, scale)
-    return Parity(max_abs, max_rel, precision.bound, bool(max_rel < precision.bound), runtime,
-                  tuple(batches), seed, note, None, scale)
-
-
-def too_small_to_compare(scale: float, precision: Precision) -> str | None:
-    """Why a relative error is meaningless at this output scale, or ``None``.
-
-    A half-precision graph cannot represent outputs below its normal range (fp16: 6.1e-5), and
-    untrained networks can produce them: with fresh BatchNorm statistics the linear-bottleneck
-    families (EfficientNet, RegNetZ) shrink activations about 10x per stage, so a fresh
-    EfficientNet-B0 outputs ~1e-14. The check is then reported as not measurable, not passed.
-    """
-    import torch
-
-    from .precision import torch_dtype
-
-    tiny = float(torch.finfo(torch_dtype(precision)).tiny)
-    if scale >= 16 * tiny:
-        return None
-    return (f"not measurable: the PyTorch outputs peak at {scale:.2g}, below {precision.name}'s normal range "
-            f"({tiny:.2g}); untrained BatchNorm statistics shrink activations layer by layer, so check "
-            f"{precision.name} parity with trained weights (a checkpoint)")
+    name = sess.get_inputs()[0].name
+    outs = [sess.run(None, {name: x.astype(feed_dtype)})[0] for x in inputs]
+    try:
+        errors = compare(outs, refs)
+    except ValueError as e:
+        return Parity(None, None, None, None, None, None, False, runtime, tuple(batches), seed, note, None, str(e))
+    expected = expected_error(model, wide, refs, precision, activations=note is None)
+    verdict = judge(errors.rel_l2, precision, expected)
+    return Parity(errors.max_abs, errors.max_rel, errors.rel_l2, expected, verdict.lower, verdict.upper,
+                  verdict.passed, runtime, tuple(batches), seed, note, None, verdict.reason)

@@ -14,14 +14,16 @@ import tensorrt as trt
 
 from fsrt.errors import FsrtError
 
-from .trt_config import BuiltEngine, TrtBuildSettings, network_flag_names, uses_fsrt_plugin
+from .trt_config import BuiltEngine, TrtBuildSettings, network_flag_names
 
 
 def build_engine(settings: TrtBuildSettings, cache_in: bytes | None = None) -> BuiltEngine:
     """Parse ``settings.onnx_path`` and build an engine; ``cache_in`` seeds the timing cache.
 
     Returns the engine bytes and the (possibly grown) serialized timing cache for the caller to
-    save atomically. Parser and builder failures become one-line ``FsrtError``s.
+    save atomically. Parser and builder failures become one-line ``FsrtError``s. Plugins for the
+    graph's custom domains (``settings.plugin_domains``, read from the graph once by
+    ``trt_config.make_settings``) must be registered first: ``trt_engine.build_and_save`` does.
     """
     start = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -31,10 +33,6 @@ def build_engine(settings: TrtBuildSettings, cache_in: bytes | None = None) -> B
     for name in network_flag_names(trt.__version__, available):
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
-    if uses_fsrt_plugin(settings.onnx_path):  # --triton-group-conv graphs: the plugin must exist before parsing
-        from fsrt.kernels.trt_plugin import register_trt_plugin
-
-        register_trt_plugin()
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(settings.onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]

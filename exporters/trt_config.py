@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from fsrt.errors import FsrtError
+from fsrt.names import slug
+from fsrt.sizes import parse_bytes
 
 TRT_INSTALL_HINT = ("install it with: pip install 'fsrt[trt]' (NVIDIA's tensorrt wheels; needs an NVIDIA GPU, "
                     "driver and CUDA)")
-DEFAULT_WORKSPACE = "4G"
+DEFAULT_WORKSPACE = "4G"  # binary units (fsrt.sizes.parse_bytes): 4 GiB
 DEFAULT_OPT_LEVEL = 3
 
 
@@ -82,23 +83,6 @@ def profile_shapes(chw: tuple[int, int, int], batch: BatchSpec) -> dict[str, tup
     return {"min": (batch.min, *chw), "opt": (batch.opt, *chw), "max": (batch.max, *chw)}
 
 
-_BYTES_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(I?B)?\s*$", re.I)
-
-
-def parse_bytes(text: str | int) -> int:
-    """A memory size: ``4G`` / ``4GiB`` / ``512M`` (binary units: 1G = 2**30 bytes) or plain bytes."""
-    if isinstance(text, int):
-        value = text
-    else:
-        m = _BYTES_RE.match(str(text))
-        if not m:
-            raise FsrtError(f"cannot read memory size {text!r}: use e.g. 512M, 4G or 4GiB")
-        value = int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
-    if value <= 0:
-        raise FsrtError(f"memory size must be positive, got {text!r}")
-    return value
-
-
 def cache_dir() -> Path:
     """fsrt's cache folder: ``$FSRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/fsrt``, else ``~/.cache/fsrt``."""
     if os.environ.get("FSRT_CACHE_DIR"):
@@ -107,17 +91,12 @@ def cache_dir() -> Path:
     return Path(base) / "fsrt"
 
 
-def slug(text: str) -> str:
-    """``text`` reduced to a file-name-safe lowercase token."""
-    return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-") or "unknown"
-
-
 def timing_cache_path(explicit: str | Path | None, gpu_name: str, trt_version: str) -> Path:
     """Where the timing cache lives. Timing caches are only valid for one GPU model and one
     TensorRT version, so the default name carries both; an explicit path is used as given."""
     if explicit:
         return Path(explicit)
-    return cache_dir() / "trt" / f"timing-{slug(gpu_name)}-trt{slug(trt_version)}.cache"
+    return cache_dir() / "trt" / f"timing-{slug(gpu_name.lower())}-trt{slug(trt_version.lower())}.cache"
 
 
 def default_engine_path(onnx_path: str | Path) -> Path:
@@ -145,6 +124,7 @@ class TrtBuildSettings:
     timing_cache: Path | None
     opt_level: int = DEFAULT_OPT_LEVEL
     plugin_domains: tuple[str, ...] = ()  # custom ONNX domains (e.g. "fsrt") whose plugins must be registered
+    # before TensorRT parses the graph (--triton-group-conv graphs hold fsrt nodes)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -163,12 +143,12 @@ class BuiltEngine:
     seconds: float
 
 
-def make_settings(onnx_path, *, engine_path=None, batch: BatchSpec, precision: str, workspace="4G",
+def make_settings(onnx_path, *, engine_path=None, batch: BatchSpec, precision: str, workspace=DEFAULT_WORKSPACE,
                   timing_cache=None, opt_level: int = DEFAULT_OPT_LEVEL) -> TrtBuildSettings:
     """Validate and assemble build settings from an exported ONNX file (reads its input and type)."""
     import onnx
 
-    from .precision import get_precision, precision_of_elem_type
+    from fsrt.precision import get_precision, precision_of_elem_type
 
     if not 0 <= int(opt_level) <= 5:
         raise FsrtError(f"builder optimization level must be 0..5, got {opt_level}")
@@ -188,8 +168,8 @@ def make_settings(onnx_path, *, engine_path=None, batch: BatchSpec, precision: s
         raise FsrtError(f"{onnx_path} has a static batch {first.dim_value}; export with --dynamic-batch for a range")
     domains = tuple(sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")}))
     return TrtBuildSettings(Path(onnx_path), Path(engine_path or default_engine_path(onnx_path)), inp.name, chw,
-                            batch, wanted, parse_bytes(workspace), Path(timing_cache) if timing_cache else None,
-                            int(opt_level), domains)
+                            batch, wanted, parse_bytes(workspace, "TensorRT workspace"),
+                            Path(timing_cache) if timing_cache else None, int(opt_level), domains)
 
 
 def gpu_name() -> str | None:
@@ -241,11 +221,3 @@ def sidecar(settings: TrtBuildSettings, *, trt_version: str, gpu: str, build_sec
         "fsrt_version": __version__,
     }
 
-
-def uses_fsrt_plugin(onnx_path: str | Path) -> bool:
-    """True when the graph holds fsrt kernel nodes (domain ``fsrt``), which TensorRT can parse
-    only after ``fsrt.kernels.trt_plugin.register_trt_plugin()`` has registered the plugin."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return any(node.domain == "fsrt" for node in model.graph.node)

@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 
@@ -25,6 +26,7 @@ COMMANDS = {
     "train": ("train", "Train a model with the compact AMP trainer."),
     "export": ("export", "Export a model to ONNX (and a TensorRT engine)."),
     "bench": ("bench", "Measure latency across runtimes for a scaling sweep and report."),
+    "advise": ("advise", "Recommend the fastest scaling to a flops target from a fitted latency model."),
     "report": ("report", "Rewrite the deployment-latency report from stored runs."),
     "version": ("version", "Print the fsrt version and its key libraries."),
 }
@@ -85,33 +87,104 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI and map errors to one-line messages and exit codes."""
-    from fsrt.errors import FsrtError
+    """Console entry point: run the CLI and map errors to one-line messages and exit codes.
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    ``--debug`` may stand anywhere before ``--``; it adds the traceback and keeps the exit code.
+    """
+    args, debug = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     try:
-        cli.main(args=args, prog_name="fsrt", standalone_mode=False)
+        with _terminate_as_interrupt():
+            cli.main(args=["--debug", *args] if debug else args, prog_name="fsrt", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        sys.exit(130)
-    except click.UsageError as e:
-        if debug:
-            raise
-        click.echo(f"error: {e.format_message()}", err=True)
-        sys.exit(2)
-    except FsrtError as e:
-        if debug:
-            raise
-        click.echo(f"error: {e}", err=True)
+    except click.exceptions.NoArgsIsHelpError as e:  # bare `fsrt`: the help, as click prints it (stderr, exit 2)
+        e.show()
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except BaseException as e:
+        failure = describe_failure(e)
+        if failure is None:
+            raise
+        code, message = failure
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"error: {message}", err=True)
+        sys.exit(code)
+
+
+def _take_debug_flag(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without ``--debug`` (anywhere before a ``--``), and whether it was there."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [a for a in args[:end] if a != "--debug"]
+    return kept + args[end:], len(kept) < end
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Within the block, SIGTERM raises ``Terminated`` (by default it kills without cleanup, leaving
+    temp files behind); only the main thread may install signal handlers."""
+    import signal
+    import threading
+
+    from fsrt.errors import Terminated
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def describe_failure(e: BaseException) -> tuple[int, str] | None:
+    """(exit code, one-line message) for an exception the CLI reports without a traceback, or
+    None for a bug (which keeps its traceback)."""
+    import errno
+
+    from fsrt.errors import FsrtError, Interrupted, interrupt_in_chain, write_failure
+
+    interrupt = interrupt_in_chain(e)
+    if isinstance(e, Interrupted):  # it knows its signal, what was kept and how to resume
+        return e.exit_code, str(e)
+    if interrupt is not None or isinstance(e, click.exceptions.Abort):
+        return (143, "terminated") if _terminated(interrupt) else (130, "interrupted")
+    if isinstance(e, click.UsageError):
+        return 2, e.format_message()
+    if isinstance(e, FsrtError):
+        return e.exit_code, str(e)
+    if _is_out_of_memory(e):
+        return 2, (f"out of memory ({_one_line(e)}); lower --batch-size/--batch or --resolution, or use a "
+                   "machine with more memory")
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return 2, str(write_failure(e, e.filename or "a file", nothing_written=False))
+    return None
+
+
+def _terminated(interrupt: BaseException | None) -> bool:
+    from fsrt.errors import Terminated, exception_chain
+
+    return any(isinstance(x, Terminated) for x in exception_chain(interrupt))
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    """A Python MemoryError, torch's OutOfMemoryError (CUDA) or its CPU allocator's failure."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(e, RuntimeError) and ("can't allocate memory" in str(e) or "out of memory" in str(e))
+
+
+def _one_line(e: BaseException) -> str:
+    from fsrt.errors import first_line
+
+    return first_line(e)[:200]
 
 
 if __name__ == "__main__":

@@ -1,16 +1,22 @@
 """Analytic complexity (flops, params, activations) of a ``ModelSpec``.
 
-Follows DESIGN.md section 4 to the integer: flops are multiply-adds, activations are the
-output elements of every conv, FC and spatial pool, BN has two parameters per channel and
-nothing else, SE convs run at 1x1, projection shortcuts count, activation functions, adds and
-the SE multiply count nothing. ``measure_complexity`` is an independent counter that hooks the
-real layers of a built module; tests prove the two agree.
+Follows the conventions of docs/architecture.md ("Complexity conventions") to the integer:
+flops are multiply-adds, activations are the output elements of every conv, FC and spatial
+pool, BN has two parameters per channel and nothing else, SE convs run at 1x1, projection
+shortcuts count, activation functions, adds and the SE multiply count nothing. Block widths
+and connections come from ``fsrt.block_shapes``, the same shapes the module builder uses.
+``measure_complexity`` is an independent counter that hooks the real layers of a built
+module; tests prove the two agree.
+
+``layer_count`` counts the conv and fully connected layers (SE and shortcut convs included):
+each is one kernel dispatch in every runtime, the per-layer cost term of a latency model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fsrt.block_shapes import BottleneckShape, MBConvShape, block_shape
 from fsrt.errors import FsrtError
 from fsrt.spec import ModelSpec, StageSpec, StemSpec
 
@@ -46,6 +52,7 @@ class _Tally:
     flops: int = 0
     params: int = 0
     acts: int = 0
+    layers: int = 0  # conv and FC layers
 
     def conv(self, k: int, w_in: int, w_out: int, stride: int = 1, groups: int = 1, bias: bool = False) -> None:
         self.h = (self.h - 1) // stride + 1
@@ -54,6 +61,7 @@ class _Tally:
         self.flops += k * k * w_in * w_out * hw // groups + (w_out * hw if bias else 0)
         self.params += k * k * w_in * w_out // groups + (w_out if bias else 0)
         self.acts += w_out * hw
+        self.layers += 1
 
     def conv_bn(self, k: int, w_in: int, w_out: int, stride: int = 1, groups: int = 1) -> None:
         self.conv(k, w_in, w_out, stride, groups)
@@ -76,11 +84,13 @@ class _Tally:
         self.flops += other.flops * times
         self.params += other.params * times
         self.acts += other.acts * times
+        self.layers += other.layers * times
 
     def fc(self, w_in: int, w_out: int) -> None:
         self.flops += w_in * w_out + w_out
         self.params += w_in * w_out + w_out
         self.acts += w_out
+        self.layers += 1
 
     def snapshot(self) -> Complexity:
         return Complexity(self.flops, self.params, self.acts)
@@ -102,36 +112,38 @@ def _stem(t: _Tally, stem: StemSpec) -> None:
         t.conv_bn(3, stem.out_width, stem.out_width, stride=2)
 
 
-def _block(t: _Tally, st: StageSpec, w_in: int, stride: int) -> None:
-    w_out = st.width
+def _mbconv(t: _Tally, s: MBConvShape) -> None:
+    if s.expand:
+        t.conv_bn(1, s.w_in, s.w_exp)
+    t.conv_bn(s.kernel, s.w_exp, s.w_exp, s.stride, groups=s.w_exp)
+    if s.w_se is not None:
+        t.se(s.w_exp, s.w_se)
+    t.conv_bn(1, s.w_exp, s.w_out)
+
+
+def _bottleneck(t: _Tally, s: BottleneckShape) -> None:
     h_in, w_in_sp = t.h, t.w
-    if st.block == "mbconv":
-        w_exp = int(w_in * st.exp_r)
-        if w_exp != w_in:
-            t.conv_bn(1, w_in, w_exp)
-        t.conv_bn(st.kernel, w_exp, w_exp, stride, groups=w_exp)
-        if st.se_r > 0:
-            t.se(w_exp, int(st.se_r * w_in))
-        t.conv_bn(1, w_exp, w_out)
-        return
-    w_b = st.bottleneck_width
-    t.conv_bn(1, w_in, w_b)
-    t.conv_bn(st.kernel, w_b, w_b, stride, groups=w_b // st.group_w)
-    if st.block in ("y", "z") and st.se_r > 0:
-        t.se(w_b, int(round(st.se_r * w_in)))
-    t.conv_bn(1, w_b, w_out)
-    if st.block == "rs" and st.se_r > 0:
-        t.se(w_out, int(round(st.se_r * w_out)))
-    if st.block != "z" and (w_in != w_out or stride != 1):
-        h_out, w_out_sp = t.h, t.w
+    t.conv_bn(1, s.w_in, s.w_b)
+    t.conv_bn(s.kernel, s.w_b, s.w_b, s.stride, groups=s.groups)
+    if s.se_mid is not None:
+        t.se(s.w_b, s.se_mid)
+    t.conv_bn(1, s.w_b, s.w_out)
+    if s.se_out is not None:
+        t.se(s.w_out, s.se_out)
+    if s.projection:
         sc = _Tally(h_in, w_in_sp)
-        if st.shortcut == "avgpool" and stride > 1:
-            sc.pool(w_in, stride)
-            sc.conv_bn(1, w_in, w_out)
+        if s.projection == "avgpool":
+            sc.pool(s.w_in, s.stride)
+            sc.conv_bn(1, s.w_in, s.w_out)
         else:
-            sc.conv_bn(1, w_in, w_out, stride)
-        assert (sc.h, sc.w) == (h_out, w_out_sp)
+            sc.conv_bn(1, s.w_in, s.w_out, s.stride)
+        assert (sc.h, sc.w) == (t.h, t.w)
         t.absorb(sc)
+
+
+def _block(t: _Tally, st: StageSpec, w_in: int, stride: int) -> None:
+    s = block_shape(st, w_in, stride)
+    (_mbconv if isinstance(s, MBConvShape) else _bottleneck)(t, s)
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,7 @@ class PartComplexity:
     cx: Complexity
     shape: tuple[int, int, int]
     depth: int = 0
+    layers: int = 0  # conv and fully connected layers in this part
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,11 @@ class Breakdown:
             tot = tot + p.cx
         return tot
 
+    @property
+    def layers(self) -> int:
+        """Conv and fully connected layers of the whole network."""
+        return sum(p.layers for p in self.parts)
+
 
 def complexity_breakdown(spec: ModelSpec, resolution: int | None = None) -> Breakdown:
     """Stem, per-stage and head complexity of ``spec`` at ``resolution`` (default: train size)."""
@@ -167,29 +185,37 @@ def complexity_breakdown(spec: ModelSpec, resolution: int | None = None) -> Brea
     t = _Tally(r, r)
     parts = []
     _stem(t, spec.stem)
-    parts.append(PartComplexity("stem", t.snapshot(), (spec.stem.out_width, t.h, t.w)))
+    parts.append(PartComplexity("stem", t.snapshot(), (spec.stem.out_width, t.h, t.w), layers=t.layers))
     w_in = spec.stem.out_width
     for i, st in enumerate(spec.stages):
-        before = t.snapshot()
+        before, layers_before = t.snapshot(), t.layers
         _block(t, st, w_in, st.stride)
         if st.depth > 1:
             one = _Tally(t.h, t.w)
             _block(one, st, st.width, 1)
             t.absorb(one, st.depth - 1)
-        parts.append(PartComplexity(f"stage{i + 1}", t.snapshot() - before, (st.width, t.h, t.w), st.depth))
+        parts.append(PartComplexity(f"stage{i + 1}", t.snapshot() - before, (st.width, t.h, t.w), st.depth,
+                                    t.layers - layers_before))
         w_in = st.width
-    before = t.snapshot()
+    before, layers_before = t.snapshot(), t.layers
     if spec.head.width:
         t.conv_bn(1, w_in, spec.head.width)
         w_in = spec.head.width
     t.fc(w_in, spec.num_classes)
-    parts.append(PartComplexity("head", t.snapshot() - before, (spec.num_classes, 1, 1)))
+    parts.append(PartComplexity("head", t.snapshot() - before, (spec.num_classes, 1, 1),
+                                layers=t.layers - layers_before))
     return Breakdown(r, tuple(parts))
 
 
 def complexity(spec: ModelSpec, resolution: int | None = None) -> Complexity:
     """Total flops (multiply-adds), params and acts of ``spec`` at its train resolution."""
     return complexity_breakdown(spec, resolution).total
+
+
+def layer_count(spec: ModelSpec) -> int:
+    """Number of conv and fully connected layers of ``spec`` (SE convs and projection shortcuts
+    included; resolution does not change it): one kernel dispatch each when the network runs."""
+    return complexity_breakdown(spec).layers
 
 
 def measure_complexity(model, resolution: int, in_channels: int = 3) -> Complexity:

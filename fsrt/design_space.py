@@ -1,4 +1,4 @@
-"""Design spaces (DESIGN.md section 7): AnyNetX_A..E and RegNet samplers, error EDF, bootstrap.
+"""Design spaces (docs/architecture.md, "Design spaces"): AnyNetX_A..E and RegNet samplers, error EDF, bootstrap.
 
 AnyNetX_A: 4 stages, each with depth d_i <= 16, width w_i <= 1024 (multiple of 8), bottleneck
 ratio b_i in {1, 2, 4} and group width g_i in {1, 2, 4, 8, 16, 32} (the paper's 16*128*3*6
@@ -26,7 +26,7 @@ import numpy as np
 from fsrt.complexity import Complexity, complexity
 from fsrt.errors import FsrtError
 from fsrt.regnet import RegNetParams, block_compatible, regnet_block_widths
-from fsrt.spec import HeadSpec, ModelSpec, StageSpec, StemSpec
+from fsrt.spec import HeadSpec, ModelSpec, StageSpec, StemSpec, regnet_stages
 
 BOTTLENECKS = (1, 2, 4)
 GROUP_WIDTHS = (1, 2, 4, 8, 16, 32)
@@ -142,7 +142,7 @@ def sample_regnet(rng: np.random.Generator, space: str = "regnetx", *, name: str
         block, se_r = ("y", 0.25) if space == "regnety" else ("x", 0.0)
         rp = RegNetParams(depth=d, w0=w0, wa=wa, wm=wm, group_w=g, bot_mul=1.0 / b, block=block, se_r=se_r)
         spec = ModelSpec(family=space, resolution=resolution, stem=StemSpec("simple", (32,), "none"),
-                         stages=rp.stages(), head=HeadSpec(), name=name)
+                         stages=regnet_stages(rp), head=HeadSpec(), name=name)
         return {"d": d, "w0": w0, "wa": wa, "wm": wm, "b": b, "g": g}, spec
     raise FsrtError(f"no valid {num_stages}-stage RegNet in {max_tries} draws")
 

@@ -34,7 +34,8 @@ def loglog_fit(xs: Iterable[float], ys: Iterable[float]) -> Fit | None:
     """Least-squares fit of ``log y = k log x + log c``; r2 is measured in log space.
 
     Pairs with a missing or non-positive value are dropped (logs need positive numbers). Returns
-    None with fewer than two usable pairs or when x does not vary (no slope is defined).
+    None with fewer than two usable pairs or when x does not vary (no slope is defined), including
+    when x varies so little that the power law's coefficient over- or underflows.
     """
     pairs = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if finite_positive(x) and finite_positive(y)]
     n = len(pairs)
@@ -50,4 +51,10 @@ def loglog_fit(xs: Iterable[float], ys: Iterable[float]) -> Fit | None:
     ss_res = sum((y - (k * x + b)) ** 2 for x, y in pairs)
     ss_tot = sum((y - my) ** 2 for _, y in pairs)
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 1e-30 else 1.0
-    return Fit(k, math.exp(b), r2, n)
+    try:
+        coefficient = math.exp(b)
+    except OverflowError:
+        return None
+    if not 0.0 < coefficient < math.inf:  # x barely varies (models of nearly equal flops): no usable power law
+        return None
+    return Fit(k, coefficient, r2, n)

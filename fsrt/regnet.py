@@ -2,7 +2,7 @@
 
 RegNet describes a whole network with six numbers (d, w0, wa, wm, g, b). ``RegNetParams``
 holds them and expands them into the per-stage form that every other part of fsrt uses
-(DESIGN.md section 5). Rounding is Python's ``round`` (half to even), as in pycls.
+(docs/architecture.md, "RegNet generation"). Rounding is Python's ``round`` (half to even), as in pycls.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def is_valid_regnet(depth: int, w0: float, wa: float, wm: float, q: int = 8) -> 
 
 @dataclass(frozen=True)
 class RegNetParams:
-    """The six RegNet numbers plus the block choices; ``stages()`` expands them.
+    """The six RegNet numbers plus the block choices; ``stage_layout()`` expands them
+    (``fsrt.spec.regnet_stages`` turns that layout into stage specs).
 
     block: ``x`` (RegNetX), ``y`` (X + SE after the 3x3, RegNetY), ``z`` (inverted bottleneck,
     RegNetZ). ``group_w`` is g, ``bot_mul`` is b.
@@ -102,16 +103,6 @@ class RegNetParams:
             w2, g2 = block_compatible(w, self.bot_mul, self.group_w)
             layout.append((d, w2, g2))
         return layout
-
-    def stages(self):
-        """The expanded per-stage ``StageSpec`` tuple (all stages stride 2, as in RegNet)."""
-        from fsrt.spec import StageSpec
-
-        return tuple(
-            StageSpec(depth=d, width=w, stride=2, block=self.block, bot_mul=self.bot_mul,
-                      group_w=g, se_r=self.se_r, activation=self.activation)
-            for d, w, g in self.stage_layout()
-        )
 
     def to_dict(self) -> dict:
         """Plain dict for JSON/YAML."""

@@ -1,4 +1,4 @@
-"""Scaling strategies and the scaler (DESIGN.md section 6).
+"""Scaling strategies and the scaler (docs/architecture.md, "Scaling").
 
 A strategy spreads a flops multiplier ``s`` over depth, width and resolution with exponents
 ``e_d + e_w + e_r = 1``: depth factor ``s**e_d``, width factor ``s**(e_w/2)``, resolution
@@ -38,6 +38,7 @@ from fsrt.errors import FsrtError
 from fsrt.fitting import loglog_fit
 from fsrt.regnet import block_compatible
 from fsrt.spec import HeadSpec, ModelSpec, StageSpec, StemSpec
+from fsrt.sweep import parse_float_list
 
 # EfficientNet's compound rule: per step depth x1.2, width x1.1, resolution x1.15 (~2x flops).
 EFFNET_STEP = {"d": 1.2, "w": 1.1, "r": 1.15}
@@ -208,6 +209,28 @@ def parse_strategy(text: str) -> Strategy:
     if text and all(c in "dwgr" for c in text):
         hint = f" (fsrt's named strategies scale g with w; for pycls's letter form write pycls:{text})"
     raise FsrtError(f"unknown strategy {text!r}{hint}; use {STRATEGY_HELP}")
+
+
+def parse_strategies(alpha: str | None = None, strategy: str | None = None) -> tuple[Strategy, ...]:
+    """The strategies named by the CLI's ``--alpha A,B,...`` and ``--strategy NAME,...`` options.
+
+    Alpha-family members first, then named strategies, each once (by name, first kept). An
+    option that is given must name at least one strategy and no empty item (``"dwr,,w"``);
+    an option that is ``None`` adds nothing, so the result is empty when neither is given
+    and the caller decides what that means (a default, or an error).
+    """
+    out = [alpha_strategy(a) for a in parse_float_list(alpha, "--alpha")] if alpha is not None else []
+    if strategy is not None:
+        names = [n.strip() for n in str(strategy).split(",")]
+        if not any(names):
+            raise FsrtError(f"--strategy is empty: give names such as dwr,dWr,w ({STRATEGY_HELP})")
+        if not all(names):
+            raise FsrtError(f"--strategy {strategy!r} has an empty item: give names such as d,w,dWr")
+        out += [parse_strategy(n) for n in names]
+    unique: dict[str, Strategy] = {}
+    for s in out:
+        unique.setdefault(s.name, s)
+    return tuple(unique.values())
 
 
 def _float(text: str, what: str) -> float:

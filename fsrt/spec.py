@@ -28,6 +28,7 @@ STEMS = ("simple", "res", "deep")
 STEM_POOLS = ("none", "max", "conv")
 SHORTCUTS = ("conv", "avgpool")
 ACTIVATIONS = ("relu", "silu")
+MIN_RESOLUTION = 8  # pixels: the smallest input every network here can take (stem and stage strides)
 FAMILIES = ("anynet", "regnetx", "regnety", "regnetz", "effnet", "resnet", "resnext",
             "resnet_d", "resnet_rs")
 
@@ -162,10 +163,11 @@ class ModelSpec:
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(self.stages))
         _need(self.family in FAMILIES, f"family {self.family!r} is not one of {', '.join(FAMILIES)}")
-        _need(_is_int(self.resolution) and self.resolution >= 8,
-              f"resolution must be an integer >= 8 pixels, got {self.resolution}")
-        _need(self.eval_resolution is None or (_is_int(self.eval_resolution) and self.eval_resolution >= 8),
-              f"eval_resolution must be an integer >= 8 pixels, got {self.eval_resolution}")
+        _need(_is_int(self.resolution) and self.resolution >= MIN_RESOLUTION,
+              f"resolution must be an integer >= {MIN_RESOLUTION} pixels, got {self.resolution}")
+        _need(self.eval_resolution is None
+              or (_is_int(self.eval_resolution) and self.eval_resolution >= MIN_RESOLUTION),
+              f"eval_resolution must be an integer >= {MIN_RESOLUTION} pixels, got {self.eval_resolution}")
         _need(_is_int(self.num_classes) and self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}")
         _need(len(self.stages) >= 1, "a model needs at least one stage")
         _need(0 <= self.drop_path < 1, f"drop_path must be in [0, 1), got {self.drop_path}")
@@ -207,7 +209,7 @@ class ModelSpec:
         if regnet is not None:
             if "stages" in data:
                 raise FsrtError("invalid spec: give either 'stages' or 'regnet', not both")
-            data["stages"] = [dataclasses.asdict(s) for s in _build(RegNetParams, regnet, "regnet").stages()]
+            data["stages"] = [dataclasses.asdict(s) for s in regnet_stages(_build(RegNetParams, regnet, "regnet"))]
         _check_keys(cls, data, "spec")
         for key in ("family", "resolution", "stem", "stages"):
             if key not in data:
@@ -242,11 +244,10 @@ class ModelSpec:
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
         """Read a ``.json``/``.yaml``/``.yml`` spec file."""
+        from fsrt.io import read_text_file
+
         p = Path(path)
-        try:
-            text = p.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise FsrtError(f"cannot read spec file {p}: {e.strerror or e}") from None
+        text = read_text_file(p, "spec file")
         if p.suffix.lower() == ".json":
             return cls.from_json(text)
         return cls.from_yaml(text)
@@ -258,6 +259,17 @@ class ModelSpec:
         p = Path(path)
         text = self.to_json(indent=2) + "\n" if p.suffix.lower() == ".json" else self.to_yaml()
         return atomic_write_text(p, text)
+
+
+def regnet_stages(params: RegNetParams) -> tuple[StageSpec, ...]:
+    """The per-stage ``StageSpec`` tuple a RegNet's numbers expand to (every stage stride 2, as in RegNet).
+
+    Lives here rather than on ``RegNetParams`` so that ``fsrt.regnet`` stays free of spec
+    imports (the width rule needs no specs) and the two modules do not import each other.
+    """
+    return tuple(StageSpec(depth=d, width=w, stride=2, block=params.block, bot_mul=params.bot_mul, group_w=g,
+                           se_r=params.se_r, activation=params.activation)
+                 for d, w, g in params.stage_layout())
 
 
 def _check_keys(cls, data: dict, where: str) -> None:

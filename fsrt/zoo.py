@@ -15,7 +15,7 @@ from importlib import resources
 
 from fsrt.errors import FsrtError
 from fsrt.regnet import RegNetParams
-from fsrt.spec import HeadSpec, ModelSpec, StageSpec, StemSpec
+from fsrt.spec import HeadSpec, ModelSpec, StageSpec, StemSpec, regnet_stages
 
 RESNET_DEPTHS = {
     50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3),
@@ -80,7 +80,7 @@ def _spec_from_record(name: str, r: dict) -> ModelSpec:
         params = RegNetParams(depth=r["depth"], w0=r["w0"], wa=r["wa"], wm=r["wm"], group_w=r["group_w"],
                               bot_mul=r["bot_mul"], block=block, se_r=r["se_r"], activation=act)
         return ModelSpec(family=family, name=name, resolution=res, eval_resolution=eval_res,
-                         stem=StemSpec("simple", (r["stem_w"],), "none", act), stages=params.stages(),
+                         stem=StemSpec("simple", (r["stem_w"],), "none", act), stages=regnet_stages(params),
                          head=HeadSpec(width=r.get("head_w", 0), activation=act))
     if family == "effnet":
         stages = tuple(

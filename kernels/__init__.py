@@ -8,15 +8,18 @@ Imports torch (and, lazily, triton/onnx) only, never the fsrt core.
   to export the op as a TensorRT-plugin node (domain/namespace ``fsrt``, op ``group_conv2d``).
 - ``reference_evaluator_ops()``: ``new_ops`` for ``onnx.reference.ReferenceEvaluator`` to run such a graph on CPU.
 - ``trt_plugin.register_trt_plugin()``: the TensorRT plugin for that node (imports TensorRT lazily).
+- ``fold_batchnorm(model)`` / ``bn_scale_shift(bn)``: BatchNorm folding in float64 (used by the fused
+  epilogue here and by ONNX export in ``fsrt.exporters``).
 - ``triton_available()``: whether the Triton kernels can run here (GPU or ``TRITON_INTERPRET=1``).
 """
 
 from __future__ import annotations
 
+from .bn_fold import bn_scale_shift, count_batchnorm, fold_batchnorm
 from .group_conv import GEMM_MIN_GROUP_WIDTH, HAVE_TRITON, choose_path, interpret_enabled, triton_runs_on
 from .onnx_symbolic import PLUGIN_ID, onnx_custom_translation_table, reference_evaluator_ops
 from .op import KernelInputError, group_conv2d, reference, triton_group_conv2d
-from .patch import GroupConv2d, fold_bn, is_eligible, patch_model
+from .patch import GroupConv2d, is_eligible, patch_model
 
 
 def triton_available(device: str = "cuda") -> bool:
@@ -33,8 +36,10 @@ __all__ = [
     "PLUGIN_ID",
     "GroupConv2d",
     "KernelInputError",
+    "bn_scale_shift",
     "choose_path",
-    "fold_bn",
+    "count_batchnorm",
+    "fold_batchnorm",
     "group_conv2d",
     "interpret_enabled",
     "is_eligible",

@@ -42,7 +42,7 @@ except Exception:  # pragma: no cover - exercised only where triton is missing/b
 
 # Group width (input channels per group) from which the implicit-GEMM kernel is used.
 # tl.dot needs K tiles of >= 16, so below this the GEMM wastes more than half of every tile.
-# Re-measure with `python -m fsrt.bench.kernels --paths` on a GPU and adjust.
+# Re-measure with `python dev/kernel_speed.py --paths` on a GPU and adjust.
 GEMM_MIN_GROUP_WIDTH = 16
 
 ACTIVATIONS = {"none": 0, "relu": 1, "silu": 2}

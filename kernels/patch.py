@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .bn_fold import bn_scale_shift, foldable_bn_after, next_module
 from .op import KernelInputError, group_conv2d
 
 _ACT_NAMES = {nn.ReLU: "relu", nn.SiLU: "silu"}
@@ -40,7 +41,7 @@ class GroupConv2d(nn.Module):
             self.register_buffer("bn_scale", None)
             self.register_buffer("bn_shift", None)
         else:
-            scale, shift = fold_bn(bn, conv.bias)
+            scale, shift = bn_scale_shift(bn, conv.bias)
             self.register_buffer("bn_scale", scale.to(conv.weight.dtype))
             self.register_buffer("bn_shift", shift.to(conv.weight.dtype))
 
@@ -69,22 +70,6 @@ def check_convertible(conv: nn.Module) -> None:
         raise KernelInputError(f"string padding '{conv.padding}' is not supported here; give numeric padding")
 
 
-def fold_bn(bn: nn.BatchNorm2d, conv_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (scale, shift) with ``bn(conv(x) + b) == conv(x) * scale + shift`` (running stats)."""
-    if bn.running_var is None or bn.running_mean is None:
-        raise KernelInputError("BatchNorm without running statistics cannot be folded")
-    with torch.no_grad():
-        inv = torch.rsqrt(bn.running_var.double() + bn.eps)
-        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(inv)
-        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(inv)
-        scale = gamma * inv
-        mean = bn.running_mean.double()
-        if conv_bias is not None:
-            mean = mean - conv_bias.double()
-        shift = beta - mean * scale
-    return scale.float(), shift.float()
-
-
 def is_eligible(conv: nn.Module, kernel_sizes=(3, 5), include_dense: bool = False) -> bool:
     """Whether ``patch_model`` would swap this module."""
     if not isinstance(conv, nn.Conv2d) or type(conv) is not nn.Conv2d:
@@ -97,15 +82,13 @@ def is_eligible(conv: nn.Module, kernel_sizes=(3, 5), include_dense: bool = Fals
     return k[0] == k[1] and k[0] in kernel_sizes and (conv.groups > 1 or include_dense)
 
 
-def _fusable_followers(children, i: int, fuse_bn: bool, fuse_act: bool, out_channels: int):
+def _fusable_followers(children, i: int, fuse_bn: bool, fuse_act: bool):
     """(name, module) of the BatchNorm and activation that follow child ``i`` (skipping Identity)."""
     bn = act = None
-    skip = lambda j: next((k for k in range(j, len(children)) if type(children[k][1]) is not nn.Identity), None)
-    j = skip(i + 1)
-    if fuse_bn and j is not None and type(children[j][1]) is nn.BatchNorm2d \
-            and children[j][1].num_features == out_channels:  # fmt: skip
+    j = foldable_bn_after(children, i) if fuse_bn else None
+    if j is not None:
         bn = children[j]
-        j = skip(j + 1)
+    j = next_module(children, (i if j is None else j) + 1)
     if fuse_act and j is not None and type(children[j][1]) in _ACT_NAMES:
         act = children[j]
     return bn, act
@@ -132,7 +115,7 @@ def patch_model(model: nn.Module, *, fuse_bn: bool = False, fuse_act: bool | Non
                 continue
             bn = act = None
             if isinstance(parent, nn.Sequential):
-                bn, act = _fusable_followers(children, i, fuse_bn, fuse_act, child.out_channels)
+                bn, act = _fusable_followers(children, i, fuse_bn, fuse_act)
             act_name = _ACT_NAMES[type(act[1])] if act else "none"
             setattr(parent, name, GroupConv2d(child, bn[1] if bn else None, act_name))
             for folded in (bn, act):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,12 @@ import pytest
 # worker (and per CLI subprocess it starts) avoids oversubscription stalls on small ops.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Benchmarks in tests are functional checks, not measurements: each test worker takes its own
+# measurement lock instead of queueing behind every other fsrt measurement on the machine.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_LOCK = os.path.join(tempfile.gettempdir(), f"fsrt-test-lock-{os.getpid()}-{_WORKER}")
+os.environ.setdefault("FSRT_MEASURE_LOCK", _LOCK)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ZOO = REPO.parent / "shared" / "reference" / "zoo.json"
@@ -47,6 +55,15 @@ def assert_one_line_error(res: CliResult, *fragments: str, code: int = 2) -> Non
     assert "Traceback" not in res.err
     for frag in fragments:
         assert frag.lower() in lines[0].lower(), (frag, lines[0])
+
+
+def load_dev_script(name: str):
+    """Import ``dev/<name>.py`` as a module: ``dev/`` is not a package, and its scripts import the
+    shared ``devcli`` beside them, so the folder goes on ``sys.path`` as when a script runs."""
+    folder = str(REPO / "dev")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from fsrt import build_model
-from fsrt.exporters.parity import torch_threads
+from fsrt.accuracy import torch_threads
 from fsrt.zoo import zoo_spec
 
 

@@ -10,10 +10,11 @@ import pytest
 from conftest import assert_one_line_error, run_fsrt
 from fsrt.bench.ceilings import Ceilings, roofline_floors
 from fsrt.bench.fingerprint import fingerprint, machine_id
+from fsrt.bench.plan import BenchPlan, Variant, measurement_key, plan_variants, point_key
+from fsrt.bench.points import Point
 from fsrt.bench.runners import select_runners
 from fsrt.bench.stats import LatencyStats
 from fsrt.bench.store import SCHEMA_VERSION, Store
-from fsrt.bench.sweep_run import BenchPlan, Variant, measurement_key, plan_variants, point_key, relative_error
 from fsrt.bench.timing import TimingConfig, measure
 from fsrt.errors import FsrtError
 from fsrt.scaling import parse_strategy
@@ -65,14 +66,6 @@ def test_roofline_floors_by_hand():
     assert layer2 == pytest.approx((1e7 + 2e7) * 2 / 10e9 * 1e3)
 
 
-def test_relative_error():
-    ref = np.array([[1.0, -4.0], [2.0, 0.5]])
-    out = ref + np.array([[0.0, 0.01], [-0.02, 0.0]])
-    assert relative_error(out, ref) == pytest.approx((0.02, 0.02 / 4.0))
-    with pytest.raises(RuntimeError, match="shape"):
-        relative_error(out[:1], ref)
-
-
 def test_fingerprint_is_stable_and_identity_based():
     fp = fingerprint()
     assert fp["cpu"] and fp["cpu_count"] >= 1 and "torch" in fp["libraries"]
@@ -83,8 +76,8 @@ def test_fingerprint_is_stable_and_identity_based():
 
 def _record(**kw):
     base = {"model": "m", "strategy": "w", "s": 1.0, "runtime": "eager", "precision": "fp32", "batch": 1,
-            "flops": 10, "params": 2, "acts": 3, "status": "ok", "median_ms": 1.0}
-    return {**base, **kw}
+            "flops": 10, "params": 2, "acts": 3, "status": "ok", "latency_ms": 1.0}
+    return Point(**{**base, **kw})
 
 
 def test_store_round_trip_resume_and_runs(tmp_path):
@@ -95,9 +88,9 @@ def test_store_round_trip_resume_and_runs(tmp_path):
         assert st.start_run("sweep", "m1", {"a": 1}) == run  # same config resumes the same run
         assert st.start_run("sweep", "m1", {"a": 2}) != run
         pid = st.put_point(run, "m1", "k1", _record())
-        assert st.find_point("m1", "k1")["median_ms"] == 1.0 and st.find_point("m2", "k1") is None
-        st.put_point(run, "m1", "k1", _record(median_ms=2.0))  # replace, not duplicate
-        assert [p["median_ms"] for p in st.run_points(run)] == [2.0]
+        assert st.find_point("m1", "k1").latency_ms == 1.0 and st.find_point("m2", "k1") is None
+        st.put_point(run, "m1", "k1", _record(latency_ms=2.0))  # replace, not duplicate
+        assert [p.latency_ms for p in st.run_points(run)] == [2.0]
         run2 = st.start_run("other", "m1", {})
         st.link_point(run2, pid)
         assert len(st.run_points(run2)) == 1
@@ -108,10 +101,10 @@ def test_store_round_trip_resume_and_runs(tmp_path):
         assert st.run("sweep")["id"] > 0
         with pytest.raises(FsrtError, match="no run"):
             st.run("missing")
-        with pytest.raises(ValueError):
-            st.put_point(run, "m1", "k2", {"bogus": 1})
+        with pytest.raises(TypeError):
+            st.put_point(run, "m1", "k2", {"bogus": 1})  # points are typed records, not dicts
     with Store(db) as st:  # reopening keeps everything
-        assert st.find_point("m1", "k1")["median_ms"] == 2.0
+        assert st.find_point("m1", "k1").latency_ms == 2.0
 
 
 def test_store_rejects_newer_schema_corrupt_and_foreign_files(tmp_path):
@@ -149,6 +142,18 @@ def test_point_keys_separate_what_changes_the_measurement():
     assert mk == measurement_key(base_dwr, "eager", "fp32", 1, plan)
     assert point_key(base_w, mk) != point_key(base_dwr, mk)
     assert mk != measurement_key(base_w, "ort", "fp32", 1, plan)
+    # every timing setting is part of what is measured
+    from dataclasses import replace
+
+    from fsrt.bench.rounds import RoundConfig
+    from fsrt.bench.timing import WindowConfig
+
+    for other in (replace(plan, threads=2), replace(plan, window=WindowConfig(window_s=0.2)),
+                  replace(plan, window=WindowConfig(warmup_s=1.0)), replace(plan, rounds=RoundConfig(min_rounds=8)),
+                  replace(plan, rounds=RoundConfig(target_ci=0.01)), replace(plan, rounds=RoundConfig(budget_s=10)),
+                  replace(plan, channels_last=True), replace(plan, seed=1)):
+        assert measurement_key(base_w, "eager", "fp32", 1, other) != mk, other
+    assert measurement_key(base_w, "eager", "fp32", 1, replace(plan, sources=("x",))) == mk
     assert mk != measurement_key(base_w, "eager", "fp32", 8, plan)
     assert measurement_key(vs[1], "eager", "fp32", 1, plan) != mk
     assert isinstance(vs[1], Variant) and vs[1].flops_mult > 1.5
@@ -169,8 +174,10 @@ def test_runner_selection_lists_unavailable_with_reasons():
 
 def test_sweep_end_to_end_resumes_and_checks_parity(tmp_path):
     args = ["bench", "RegNetX-200MF", "--resolution", "32", "--strategy", "w,dwr", "--sweep", "s=1,2",
-            "--runtimes", "eager,ort,openvino,trt", "--measure-s", "0.05", "--warmup-s", "0.02", "--threads", "1",
-            "--out", str(tmp_path / "runs" / "t"), "--db", str(tmp_path / "runs" / "fsrt.db"), "--json"]
+            "--precision", "fp32", "--runtimes", "eager,ort,openvino,trt", "--measure-s", "0.02", "--warmup-s", "0.02",
+            "--threads", "1",
+            "--max-rounds", "8", "--out", str(tmp_path / "runs" / "t"), "--db", str(tmp_path / "runs" / "fsrt.db"),
+            "--json"]
     first = run_fsrt(*args)
     assert first.code == 0, first.err
     doc = first.json()
@@ -179,18 +186,20 @@ def test_sweep_end_to_end_resumes_and_checks_parity(tmp_path):
     assert {p["runtime"] for p in pts} == {"eager", "ort", "openvino"}
     for p in pts:
         assert p["status"] in ("ok", "unstable"), p
-        assert p["median_ms"] > 0 and p["floor_layer_ms"] > 0
+        assert p["latency_ms"] > 0 and p["floor_layer_ms"] > 0
+        assert p["latency_lo_ms"] <= p["latency_ms"] <= p["latency_hi_ms"]  # every figure has its interval
+        assert 6 <= p["rounds"] <= 8
         assert p["parity_max_rel"] < 1e-4  # fp32 bound, every runtime checked against a float64 reference
     assert doc["unavailable"]["trt"]
     html = (tmp_path / "runs" / "t" / "report" / "report.html").read_text()
     assert "RegNetX-200MF" in html
     # The s=1 model is measured once and reported under both strategies.
     base = [p for p in pts if p["s"] == 1 and p["runtime"] == "eager"]
-    assert len(base) == 2 and base[0]["median_ms"] == base[1]["median_ms"]
+    assert len(base) == 2 and base[0]["latency_ms"] == base[1]["latency_ms"]
     second = run_fsrt(*args)
     assert second.code == 0
     again = second.json()["points"]
-    assert [p["median_ms"] for p in again] == [p["median_ms"] for p in pts]  # resumed, nothing re-measured
+    assert [p["latency_ms"] for p in again] == [p["latency_ms"] for p in pts]  # resumed, nothing re-measured
     assert json.loads((tmp_path / "runs" / "t" / "report" / "summary.json").read_text())
 
 
@@ -230,7 +239,7 @@ def test_bench_out_is_a_file_and_corrupt_db(tmp_path):
 def test_checkpoint_source_runs_with_its_weights_unscaled_only(tmp_path):
     import torch
 
-    from fsrt.bench.sweep_run import _Model
+    from fsrt.bench.artifacts import build_variant_model
     from fsrt.models import build_model
     from fsrt.zoo import zoo_spec
 
@@ -239,13 +248,14 @@ def test_checkpoint_source_runs_with_its_weights_unscaled_only(tmp_path):
     trained = build_model(spec)
     with torch.no_grad():
         trained.head.fc.bias.fill_(0.5)  # a weight no initialization produces
+        trained.train()(torch.randn(4, 3, 32, 32))  # BatchNorm statistics a training run would have moved
     ckpt = tmp_path / "last.pt"
     torch.save({"spec": spec.to_dict(), "model": trained.state_dict(), "ema": None}, ckpt)
     plan = BenchPlan(sources=(str(ckpt),), strategies=(parse_strategy("w"),), s_values=(1.0, 2.0))
     base, scaled = plan_variants(plan)
     assert base.trained_weights and not scaled.trained_weights
-    loaded = _Model(base, plan, tmp_path).model.state_dict()
+    loaded = build_variant_model(base, plan.seed).state_dict()
     for k, v in trained.state_dict().items():
         assert torch.equal(loaded[k], v), k
-    fresh = _Model(scaled, plan, tmp_path).model
+    fresh = build_variant_model(scaled, plan.seed)
     assert not torch.all(fresh.head.fc.bias == 0.5)

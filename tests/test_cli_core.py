@@ -13,7 +13,7 @@ def test_models_json_lists_the_whole_zoo():
     assert len(rows) == 45
     assert {r["name"] for r in rows} == set(zoo_records())
     by_name = {r["name"]: r for r in rows}
-    assert by_name["RegNetY-400MF"]["flops"] == 401_849_056  # DESIGN.md reference integer
+    assert by_name["RegNetY-400MF"]["flops"] == 401_849_056  # published reference integer (docs/architecture.md)
     assert by_name["ResNet-50"]["params"] == 25_557_032
     assert set(by_name["EfficientNet-B0"]) >= {"name", "family", "resolution", "flops", "params", "acts"}
 

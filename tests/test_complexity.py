@@ -6,13 +6,13 @@ import random
 import pytest
 
 from conftest import SHARED_ZOO
-from fsrt.complexity import complexity, complexity_breakdown, measure_complexity
+from fsrt.complexity import complexity, complexity_breakdown, layer_count, measure_complexity
 from fsrt.models import build_model
 from fsrt.spec import HeadSpec, ModelSpec, StageSpec, StemSpec
 from fsrt.zoo import zoo_names, zoo_records, zoo_spec
 
-# DESIGN.md section 4 reference integers (flops, params, acts at 224 px).
-DESIGN_REFERENCE = {
+# Reference integers (flops, params, acts at 224 px; docs/architecture.md, "Complexity conventions").
+REFERENCE = {
     "RegNetX-200MF": (199_040_872, 2_684_792, 2_164_056),
     "RegNetX-400MF": (397_678_568, 5_157_512, 3_143_272),
     "RegNetY-400MF": (401_849_056, 4_344_144, 3_892_496),
@@ -42,10 +42,10 @@ PYCLS_TABLE = {
 RESNET_RS_PARAMS = {50: 35.7, 101: 63.6, 152: 86.8, 200: 93.2, 270: 130.1, 350: 164.3, 420: 191.9}
 
 
-@pytest.mark.parametrize("name", sorted(DESIGN_REFERENCE))
+@pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_design_reference_integers(name):
     c = complexity(zoo_spec(name))
-    assert (c.flops, c.params, c.acts) == DESIGN_REFERENCE[name]
+    assert (c.flops, c.params, c.acts) == REFERENCE[name]
 
 
 def test_every_reference_integer_in_the_zoo_file():
@@ -102,7 +102,7 @@ def test_breakdown_parts_sum_to_total_and_track_shapes():
     bd = complexity_breakdown(zoo_spec("RegNetY-400MF"), 224)
     assert [p.name for p in bd.parts] == ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
     assert [p.shape for p in bd.parts[1:5]] == [(48, 56, 56), (104, 28, 28), (208, 14, 14), (440, 7, 7)]
-    assert sum(p.cx.flops for p in bd.parts) == bd.total.flops == DESIGN_REFERENCE["RegNetY-400MF"][0]
+    assert sum(p.cx.flops for p in bd.parts) == bd.total.flops == REFERENCE["RegNetY-400MF"][0]
 
 
 def test_flops_scale_with_resolution_squared_for_even_sizes():
@@ -118,6 +118,29 @@ def test_analytic_equals_hook_counter_on_zoo(name):
     spec = zoo_spec(name)
     model = build_model(spec, device="meta")
     assert measure_complexity(model, spec.resolution) == complexity(spec)
+
+
+def _built_layers(model) -> int:
+    from torch import nn
+
+    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_layer_count_equals_the_built_modules_conv_and_linear_layers(name):
+    spec = zoo_spec(name)
+    assert layer_count(spec) == _built_layers(build_model(spec, device="meta"))
+
+
+def test_layer_count_by_hand_and_per_part():
+    # RegNetX-200MF: stem conv; stages of X blocks (3 convs each) with a projection shortcut in each first
+    # block (all four change width and stride); no head conv; one FC.
+    spec = zoo_spec("RegNetX-200MF")
+    blocks = sum(st.depth for st in spec.stages)
+    assert layer_count(spec) == 1 + 3 * blocks + len(spec.stages) + 1
+    bd = complexity_breakdown(spec)
+    assert [p.layers for p in bd.parts] == [1, *(3 * st.depth + 1 for st in spec.stages), 1]
+    assert layer_count(spec.replace(resolution=64)) == layer_count(spec)  # resolution does not add layers
 
 
 def random_spec(rng: random.Random) -> ModelSpec:
@@ -152,3 +175,4 @@ def test_analytic_equals_hook_counter_on_random_specs(seed):
     for res in (spec.resolution, spec.resolution + 7):
         model = build_model(spec, device="meta")
         assert measure_complexity(model, res) == complexity(spec, res), (spec, res)
+    assert layer_count(spec) == _built_layers(build_model(spec, device="meta")), spec

@@ -74,18 +74,6 @@ def test_batch_spec_and_profile_shapes():
         trt_config.batch_spec(0)
 
 
-@pytest.mark.parametrize("text, expected", [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 3 * 2**29),
-                                            ("1024", 1024), (2048, 2048)])
-def test_parse_bytes(text, expected):
-    assert trt_config.parse_bytes(text) == expected
-
-
-@pytest.mark.parametrize("text", ["lots", "-1G", "0", "4X"])
-def test_parse_bytes_rejects(text):
-    with pytest.raises(FsrtError):
-        trt_config.parse_bytes(text)
-
-
 def test_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("FSRT_CACHE_DIR", str(tmp_path / "c"))
     p = trt_config.timing_cache_path(None, "NVIDIA H100 80GB HBM3", "10.9.0.34")
@@ -179,8 +167,6 @@ def test_plugin_graphs_are_detected_for_tensorrt_registration(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from fsrt.exporters.trt_config import uses_fsrt_plugin
-
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
     plain = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
@@ -189,5 +175,6 @@ def test_plugin_graphs_are_detected_for_tensorrt_registration(tmp_path):
         opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("fsrt", 1)])
     onnx.save(plain, tmp_path / "plain.onnx")
     onnx.save(custom, tmp_path / "custom.onnx")
-    assert not uses_fsrt_plugin(tmp_path / "plain.onnx")
-    assert uses_fsrt_plugin(tmp_path / "custom.onnx")
+    domains = {name: trt_config.make_settings(tmp_path / f"{name}.onnx", batch=trt_config.batch_spec(),
+                                              precision="fp32").plugin_domains for name in ("plain", "custom")}
+    assert domains == {"plain": (), "custom": ("fsrt",)}

@@ -201,20 +201,19 @@ def test_aot_compile_for_sm90_without_gpu_and_tensorrt_calling_convention(tmp_pa
         assert res.returncode == 0, res.stderr
 
 
-def test_bench_takes_published_layer_shapes_and_refuses_without_gpu():
-    from click.testing import CliRunner
+def test_bench_takes_published_layer_shapes_and_refuses_without_gpu(capsys):
+    from conftest import load_dev_script
 
-    from fsrt.bench.kernels import layer_shapes, main
-
+    kernel_speed = load_dev_script("kernel_speed")
+    layer_shapes = kernel_speed.layer_shapes
     regnet = layer_shapes("RegNetY-8.0GF")  # published: group width 56, widths 168/448/896/2016
     assert {lay["c"] // lay["groups"] for lay in regnet} == {56}
     assert (448, 28, 1) in {(lay["c"], lay["h"], lay["stride"]) for lay in regnet}
     effnet = layer_shapes("EfficientNet-B0")  # depthwise 3x3 and 5x5
     assert {lay["groups"] == lay["c"] for lay in effnet} == {True} and {lay["k"] for lay in effnet} == {3, 5}
     if not torch.cuda.is_available():
-        res = CliRunner().invoke(main, [])
-        assert res.exit_code == 2
-        assert "error: no CUDA GPU" in res.output + getattr(res, "stderr", "")
+        assert kernel_speed.main([]) == 2
+        assert "error: no CUDA GPU" in capsys.readouterr().err
 
 
 def test_trt_plugin_registration_with_a_stand_in_tensorrt(monkeypatch):

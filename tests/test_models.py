@@ -60,7 +60,7 @@ def _se(x, se, act):
 
 
 def reference_bottleneck(x, blk: Bottleneck, st: StageSpec, w_in: int, stride: int):
-    """Bottleneck written from DESIGN.md section 3, reading the module's parameters by role."""
+    """Bottleneck written from docs/architecture.md ("Blocks"), reading the module's parameters by role."""
     act = F.relu if st.activation == "relu" else F.silu
     w_b = round(st.width * st.bot_mul)
     f = act(_conv_bn(x, blk.a))

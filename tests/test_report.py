@@ -25,6 +25,7 @@ import pytest
 
 from conftest import assert_one_line_error, run_fsrt
 from fsrt.bench import analysis
+from fsrt.bench.points import Point
 from fsrt.bench.report import write_report
 from fsrt.bench.store import Store
 from fsrt.errors import FsrtError
@@ -53,8 +54,9 @@ def _grid(seed: int = 0) -> list[dict]:
                     "model": f"Base@{strategy}:s={s}", "base": "Base", "family": "regnet", "strategy": strategy,
                     "alpha": alpha, "s": float(s), "flops_mult": float(s), "runtime": runtime, "precision": "fp32",
                     "batch": 1, "resolution": 64, "device": "cpu", "threads": 2, "flops": flops, "params": params,
-                    "acts": acts, "status": "ok", "median_ms": med, "p90_ms": med * 1.05, "p99_ms": med * 1.1,
-                    "mean_ms": med * 1.01, "min_ms": med * 0.97, "cv": 0.02, "n": 50, "unstable": 0,
+                    "acts": acts, "status": "ok", "latency_ms": med, "latency_lo_ms": med * 0.99,
+                    "latency_hi_ms": med * 1.01, "rounds": 6, "median_ms": med * 1.02, "p90_ms": med * 1.05,
+                    "p99_ms": med * 1.1, "mean_ms": med * 1.01, "min_ms": med * 0.97, "cv": 0.02, "n": 50,
                     "peak_mem_bytes": 12 * acts + 4 * params, "l2": "warm", "parity_max_abs": 1e-6,
                     "parity_max_rel": 1e-6,
                     "floor_compulsory_ms": max(compute_ms, 4 * (params + 2 * 3 * 64 * 64) / COPY_BW * 1e3),
@@ -62,14 +64,15 @@ def _grid(seed: int = 0) -> list[dict]:
                 })
     # one unstable point: counted in fits, flagged in the report
     unstable = next(p for p in pts if p["runtime"] == "eager" and p["strategy"] == "dWr" and p["s"] == 4)
-    unstable.update(status="unstable", unstable=1, cv=0.2)
+    unstable.update(status="unstable", cv=0.2, latency_lo_ms=unstable["latency_ms"] * 0.95,
+                    latency_hi_ms=unstable["latency_ms"] * 1.05)
     return pts
 
 
 BAD_POINTS = [
     {"model": "Base@w:s=2", "base": "Base", "strategy": "w", "alpha": 1.0, "s": 2.0, "runtime": "onnxruntime",
      "precision": "fp32", "batch": 1, "device": "cpu", "threads": 2, "flops": round(F0 * 2), "params": 1,
-     "acts": 1, "status": "parity_failed", "reason": "max rel err 0.3 > 1e-4", "median_ms": 9999.0,
+     "acts": 1, "status": "parity_failed", "reason": "max rel err 0.3 > 1e-4", "latency_ms": 9999.0,
      "parity_max_abs": 0.5, "parity_max_rel": 0.3},
     {"model": "Base@w:s=4", "base": "Base", "strategy": "w", "alpha": 1.0, "s": 4.0, "runtime": "onnxruntime",
      "precision": "fp32", "batch": 1, "device": "cpu", "threads": 2, "flops": round(F0 * 4), "params": 1,
@@ -85,10 +88,10 @@ def make_run(store: Store, name: str = "fixture", machine: str = "m1", scale: fl
     run_id = store.start_run(name, machine, {"sweep": "s=1..16", "seed": seed})
     pts = _grid(seed)
     for p in pts:
-        for k in ("median_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms"):
+        for k in ("latency_ms", "latency_lo_ms", "latency_hi_ms", "median_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms"):
             p[k] *= scale
     for i, p in enumerate(pts + BAD_POINTS):
-        store.put_point(run_id, machine, f"{name}-{i}", p)
+        store.put_point(run_id, machine, f"{name}-{i}", Point.from_row(p))
     store.set_unavailable(run_id, "tensorrt", "TensorRT is not installed (pip index lacks it)")
     store.finish_run(run_id)
     return pts + BAD_POINTS
@@ -148,7 +151,7 @@ def test_pearson_in_report_equals_numpy(fixture_report):
     for r in rows:
         ok = _ok(pts, r["series"])
         x = np.array([p[r["metric"]] for p in ok], dtype=float)
-        y = np.array([p["median_ms"] for p in ok])
+        y = np.array([p["latency_ms"] for p in ok])
         assert r["n"] == 15
         assert r["pearson_r"] == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-10)
         assert r["pearson_r_log"] == pytest.approx(np.corrcoef(np.log(x), np.log(y))[0, 1], rel=1e-10)
@@ -181,7 +184,7 @@ def test_summary_names_acts_and_fastest(fixture_report):
     assert "acts is the best predictor of latency on 2 of 2 runtimes" in text
     fast = a["fastest_runtime"]
     assert (fast["series"], fast["wins"], fast["models"], fast["reference"]) == ("openvino", 15, 15, "eager")
-    ok = {(p["model"], p["runtime"]): p["median_ms"] for p in _ok(fixture_report["points"])}
+    ok = {(p["model"], p["runtime"]): p["latency_ms"] for p in _ok(fixture_report["points"])}
     expected = math.exp(np.mean([math.log(ok[(m, "eager")] / ok[(m, "openvino")]) for m, rt in ok if rt == "eager"]))
     assert fast["speedup_vs_reference"] == pytest.approx(expected, rel=1e-12)
     assert fast["speedup_vs_reference"] == pytest.approx(2.0, rel=0.1)
@@ -198,7 +201,7 @@ def test_ranking_order_and_exclusions(fixture_report):
     ok = _ok(fixture_report["points"])
     assert len(a["ranking"]) == 15  # parity failure and error rows do not create models or series
     for row in a["ranking"]:
-        mine = sorted((p["median_ms"], p["runtime"]) for p in ok if p["model"] == row["model"])
+        mine = sorted((p["latency_ms"], p["runtime"]) for p in ok if p["model"] == row["model"])
         assert [o["series"] for o in row["order"]] == [rt for _, rt in mine]
         assert row["speedup"] == pytest.approx(
             max(ms for ms, rt in mine if rt == "eager") / mine[0][0], rel=1e-12)
@@ -206,7 +209,7 @@ def test_ranking_order_and_exclusions(fixture_report):
     assert "onnxruntime" not in series
     ov = _ok(fixture_report["points"], "openvino")
     roof = next(r for r in a["roofline"] if r["series"] == "openvino")
-    assert roof["eff_layer_median"] == pytest.approx(np.median([p["floor_layer_ms"] / p["median_ms"] for p in ov]))
+    assert roof["eff_layer_median"] == pytest.approx(np.median([p["floor_layer_ms"] / p["latency_ms"] for p in ov]))
     mem = next(r for r in a["memory"] if r["series"] == "openvino")
     assert mem["peak_max_bytes"] == max(p["peak_mem_bytes"] for p in ov)
     assert mem["r_acts"] == pytest.approx(np.corrcoef([p["acts"] for p in ov], [p["peak_mem_bytes"] for p in ov])[0, 1])
@@ -218,7 +221,7 @@ def test_report_files_and_csv(fixture_report):
     for name in ("report.md", "report.html", "points.csv", "summary.json"):
         assert (out / name).stat().st_size > 0
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
-    assert len(pngs) == 4 and all(p.startswith("run1_") for p in pngs)
+    assert len(pngs) == 5 and all(p.startswith("run1_") for p in pngs)  # no latency-model plot: no layer counts
     assert {str(v.relative_to(out)) for v in written.values()} >= {f"plots/{p}" for p in pngs}
     with open(out / "points.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -442,7 +445,7 @@ def test_run_without_measured_points(tmp_path):
         store.add_machine("m", {"cpu": "x"})
         run = store.start_run("failed", "m", {})
         for i, p in enumerate(BAD_POINTS):
-            store.put_point(run, "m", str(i), p)
+            store.put_point(run, "m", str(i), Point.from_row(p))
         written = write_report(store, [run], tmp_path / "out")
     doc = json.loads(written["json"].read_text())
     assert doc["summary"][0] == "No successfully measured points in this run, so there is nothing to fit."

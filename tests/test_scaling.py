@@ -17,6 +17,7 @@ from fsrt.scaling import (
     NAMED,
     alpha_strategy,
     loglog_slope,
+    parse_strategies,
     parse_strategy,
     scale_spec,
     scale_to_flops,
@@ -155,7 +156,7 @@ def test_efficientnet_b0_fast_compound_by_hand():
         assert r.spec.resolution == 240
         for a, b in zip(base.stages, r.spec.stages):
             assert (a.kernel, a.stride, a.exp_r, a.group_w) == (b.kernel, b.stride, b.exp_r, b.group_w)
-    # DESIGN.md: EN-B0 with dWr at s=4 realizes about 3.6x
+    # docs/architecture.md ("Scaling"): EN-B0 with dWr at s=4 realizes about 3.6x
     assert scale_spec(base, "dWr", 4).flops_multiplier == pytest.approx(3.6, abs=0.05)
 
 
@@ -326,3 +327,16 @@ def test_fitted_exponents_match_theory(model):
     rows = [r for r in analysis.rows if r.strategy == analysis.fits[0].strategy.name]
     assert [r.s for r in rows] == [1, 2, 4, 8, 16, 32]
     assert rows[0].flops == complexity(zoo_spec(model)).flops
+
+
+def test_strategy_lists_parse_once_for_every_command():
+    """--alpha and --strategy lists: alpha members first, duplicates dropped, empty items refused."""
+    got = parse_strategies("0.8,1", "dwr,alpha=0.8,w")
+    assert [s.name for s in got] == ["alpha=0.8", "alpha=1", "dwr", "w"]
+    assert got[0].e_w == 0.8 and got[0].e_d == got[0].e_r == pytest.approx(0.1)
+    assert parse_strategies(None, None) == ()
+    assert [s.name for s in parse_strategies(strategy="fast")] == ["dWr"]
+    for alpha, strategy, fragment in (("0.3,,1", None, "empty item"), (None, "dwr,,w", "empty item"),
+                                      (None, " , ", "empty"), ("2", None, "alpha"), (None, "zz", "unknown")):
+        with pytest.raises(FsrtError, match=fragment):
+            parse_strategies(alpha, strategy)

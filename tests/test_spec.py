@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fsrt.errors import FsrtError
-from fsrt.sizes import parse_size
+from fsrt.sizes import parse_bytes, parse_count
 from fsrt.source import get_spec
 from fsrt.spec import ModelSpec, StageSpec, StemSpec
 from fsrt.zoo import canonical_name, zoo_names, zoo_spec
@@ -118,14 +118,14 @@ def test_zoo_has_every_required_model():
 
 @pytest.mark.parametrize("text, value", [("400M", 4e8), ("4G", 4e9), ("4GF", 4e9), ("1.6e9", 1.6e9), ("250k", 2.5e5),
                                          (3, 3.0)])
-def test_parse_size(text, value):
-    assert parse_size(text) == value
+def test_parse_count(text, value):
+    assert parse_count(text) == value
 
 
 @pytest.mark.parametrize("text", ["", "abc", "4X", "-4G", "0"])
-def test_parse_size_rejects(text):
+def test_parse_count_rejects(text):
     with pytest.raises(FsrtError):
-        parse_size(text)
+        parse_count(text)
 
 
 def test_stage_and_stem_direct_construction_validates():
@@ -134,3 +134,23 @@ def test_stage_and_stem_direct_construction_validates():
     with pytest.raises(FsrtError, match="y block"):
         StageSpec(1, 48, block="y")
     assert json.loads(zoo_spec("EfficientNet-B0").to_json())["stages"][0]["block"] == "mbconv"
+
+
+@pytest.mark.parametrize("text, expected", [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 3 * 2**29),
+                                            ("1024", 1024), (2048, 2048)])
+def test_parse_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "4X"])
+def test_parse_bytes_rejects(text):
+    with pytest.raises(FsrtError):
+        parse_bytes(text)
+
+
+def test_the_two_size_units_say_which_they_are():
+    assert parse_count("4G") == 4e9 and parse_bytes("4G") == 4 * 2**30
+    with pytest.raises(FsrtError, match="decimal units"):
+        parse_count("4X", "--target-flops")
+    with pytest.raises(FsrtError, match=r"--workspace .*binary units"):
+        parse_bytes("4X", "--workspace")

@@ -41,3 +41,25 @@ def positive_int(what: str):
         return value
 
     return check
+
+
+def resolution_px(what: str):
+    """A click callback rejecting input sizes below the smallest every network takes (8 px)."""
+    from fsrt.spec import MIN_RESOLUTION
+
+    def check(ctx, param, value):
+        if value is not None and value < MIN_RESOLUTION:
+            raise FsrtError(f"{what} must be at least {MIN_RESOLUTION} pixels, got {value}")
+        return value
+
+    return check
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), the bound for --threads."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

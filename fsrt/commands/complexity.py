@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import click
 
-from fsrt.commands.common import console, json_option, positive_int, print_json
+from fsrt.commands.common import console, json_option, print_json, resolution_px
 
 
 @click.command("complexity")
 @click.argument("model")
-@click.option("--resolution", "-r", type=int, default=None, callback=positive_int("resolution"),
+@click.option("--resolution", "-r", type=int, default=None, callback=resolution_px("--resolution"),
               help="Input size in pixels (default: the spec's train resolution).")
 @json_option
 def command(model: str, resolution: int | None, as_json: bool) -> None:
     """Show the complexity of MODEL (zoo name, spec YAML/JSON, or checkpoint) stage by stage.
 
     Flops are multiply-adds; activations count the output elements of every conv, FC and
-    pool (DESIGN.md section 4). Example: fsrt complexity RegNetY-400MF -r 160
+    pool (docs/architecture.md, "Complexity conventions"). Example: fsrt complexity RegNetY-400MF -r 160
     """
     from fsrt.complexity import complexity_breakdown
     from fsrt.sizes import human

@@ -4,21 +4,42 @@ from __future__ import annotations
 
 import click
 
-from fsrt.commands.common import console, err_console, json_option, print_json
+from fsrt.commands.common import console, err_console, json_option, print_json, resolution_px
+
+TRT_ONLY_OPTIONS = ("engine", "workspace", "timing_cache", "opt_level")  # meaningless without --trt
 
 
 def default_output(spec, source: str, precision: str, resolution: int | None):
     """``<name>[-<res>px][-<precision>].onnx`` in the current folder."""
     from pathlib import Path
 
-    from fsrt.exporters.trt_config import slug
+    from fsrt.names import slug
 
-    base = slug(spec.name or Path(str(source)).stem or spec.family)
+    base = slug((spec.name or Path(str(source)).stem or spec.family).lower())
     if resolution and resolution != spec.resolution:
         base += f"-{resolution}px"
     if precision != "fp32":
         base += f"-{precision}"
     return Path(f"{base}.onnx")
+
+
+def _parity_memory(spec, bspec, resolution: int | None) -> None:
+    """Refuse before building when the float64 parity reference at its largest batch cannot fit."""
+    from fsrt.memory_estimate import check_fits, inference_memory
+
+    batch = max(bspec.parity_batches())
+    check_fits(inference_memory(spec, batch, resolution, bytes_per_value=8), "cpu",
+               f"{spec.name or spec.family} at {resolution or spec.resolution} px, batch {batch} (float64 parity "
+               "reference)", "lower --resolution or the batch, or pass --no-parity")
+
+
+def _export_memory(spec, bspec, resolution: int | None) -> None:
+    """Refuse before building when the model and one fp32 example batch cannot fit."""
+    from fsrt.memory_estimate import check_fits, inference_memory
+
+    check_fits(inference_memory(spec, bspec.example, resolution), "cpu",
+               f"{spec.name or spec.family} at {resolution or spec.resolution} px, batch {bspec.example}",
+               "lower --resolution or the batch")
 
 
 def summary_table(result, engine=None):
@@ -39,16 +60,19 @@ def summary_table(result, engine=None):
     cx = result.complexity
     table.add_row("complexity", f"{human(cx['flops'])} flops, {human(cx['params'])} params, {human(cx['acts'])} acts "
                                 f"at {cx['resolution']}px")
-    table.add_row("BN folded", str(result.bn_folded))
-    table.add_row("nodes", f"{result.node_count}: " + ", ".join(f"{k} {v}" for k, v in result.nodes_by_type.items()))
+    folded = str(result.bn_folded)
+    if result.bn_calibrated:
+        folded += " (a never-trained network: BatchNorm statistics calibrated on seeded random inputs first)"
+    table.add_row("BN folded", folded)
     p = result.parity
     if p.skipped:
-        numbers = f" (max abs {p.max_abs:.3g}, max rel {p.max_rel:.3g})" if p.max_abs is not None else ""
-        table.add_row("parity", f"[yellow]skipped[/]: {p.skipped}{numbers}")
+        table.add_row("parity", f"[yellow]skipped[/]: {p.skipped}")
     else:
         verdict = "[green]passed[/]" if p.passed else "[red]FAILED[/]"
-        table.add_row("parity", f"{verdict} max abs {p.max_abs:.3g}, max rel {p.max_rel:.3g} < {p.bound:.0e} "
-                                f"({p.runtime}, batches {list(p.batches)}, seed {p.seed})")
+        expected = f", expected {p.expected:.2g} from {result.precision} rounding" if p.expected is not None else ""
+        table.add_row("parity", f"{verdict} relative L2 error {p.rel_l2:.3g}{expected}, accepted {p.accepted()} "
+                                f"(max abs {p.max_abs:.3g}, max rel {p.max_rel:.3g}; {p.runtime}, batches "
+                                f"{list(p.batches)}, seed {p.seed})")
         if p.note:
             table.add_row("", f"[dim]{p.note}[/]")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
@@ -68,7 +92,8 @@ def summary_table(result, engine=None):
 @click.option("--batch", "-b", type=int, default=None, help="Static batch size (default 1).")
 @click.option("--dynamic-batch", default=None, metavar="MIN:OPT:MAX",
               help="Symbolic batch; MIN:OPT:MAX also sets the TensorRT optimization profile.")
-@click.option("--resolution", "-r", type=int, default=None, help="Input size in pixels (default: the spec's).")
+@click.option("--resolution", "-r", type=int, default=None, callback=resolution_px("--resolution"),
+              help="Input size in pixels (default: the spec's).")
 @click.option("--precision", "-p", default="fp32", show_default=True, metavar="fp32|fp16|bf16",
               help="Graph precision; fp16/bf16 give real half-precision graphs (TensorRT takes its precision "
                    "from the graph).")
@@ -82,7 +107,7 @@ def summary_table(result, engine=None):
 @click.option("--engine", type=click.Path(dir_okay=False), default=None,
               help="Engine file (default: the ONNX path with .engine); a .engine.json sidecar goes beside it.")
 @click.option("--workspace", default="4G", show_default=True, metavar="SIZE",
-              help="TensorRT workspace limit (binary units: 4G = 4 GiB).")
+              help="TensorRT workspace limit in binary units: 4G = 4GiB = 4 * 2^30 bytes, 512M = 512 MiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
               help="TensorRT timing cache to load and update (default: per GPU and TensorRT version in "
                    "~/.cache/fsrt/trt).")
@@ -91,16 +116,20 @@ def summary_table(result, engine=None):
 @click.option("--triton-group-conv", is_flag=True,
               help="Swap grouped convs for the fsrt Triton kernel (custom ONNX node for a TensorRT plugin).")
 @json_option
-def command(source, output, batch, dynamic_batch, resolution, precision, opset, no_parity, seed, ema, force, trt,
+@click.pass_context
+def command(ctx, source, output, batch, dynamic_batch, resolution, precision, opset, no_parity, seed, ema, force, trt,
             engine, workspace, timing_cache, opt_level, triton_group_conv, as_json):
     """Export SOURCE (zoo name, spec file or checkpoint) to ONNX, checked against PyTorch.
 
     The graph comes from a BatchNorm-folded copy of the model via the dynamo exporter,
     simplified by onnxslim, validated by the ONNX checker and shape inference, and carries
     the spec and its flops/params/acts as metadata. A parity check on fresh random inputs
-    compares ONNX Runtime with the fp32 PyTorch model in float64 (fp32 bound 1e-4, fp16 1e-2,
-    bf16 5e-2 relative to the output scale); a failure exits 1 with the numbers and writes
-    nothing. --trt then builds a strongly typed TensorRT engine from that ONNX file.
+    compares ONNX Runtime with the fp32 PyTorch model in float64: the relative L2 error must be
+    below 1e-4 at fp32, and at fp16/bf16 within 1/4 to 3x of the error the precision's rounding
+    gives this very model (computed by emulating that rounding in float64); a failure exits 1 with
+    the numbers and writes nothing. A never-trained network (zoo name or spec file) first gets
+    BatchNorm statistics from seeded random inputs, so its activations have a sane scale.
+    --trt then builds a strongly typed TensorRT engine from that ONNX file.
 
     \b
     Examples:
@@ -114,23 +143,34 @@ def command(source, output, batch, dynamic_batch, resolution, precision, opset, 
     from fsrt.exporters import trt_config
     from fsrt.exporters.model_source import load_model
     from fsrt.exporters.onnx_export import check_opset, export_onnx
-    from fsrt.exporters.precision import get_precision
+    from fsrt.io import refuse_existing
+    from fsrt.precision import get_precision
+    from fsrt.sizes import parse_bytes
+    from fsrt.source import get_spec, is_checkpoint_path
 
     # Cheap checks first, so bad input fails before any work and leaves no files.
     prec = get_precision(precision)
     check_opset(opset, prec.name)
     bspec = trt_config.batch_spec(batch, dynamic_batch)
-    if resolution is not None and resolution < 8:
-        raise FsrtError(f"resolution must be >= 8 pixels, got {resolution}")
     if trt:
-        trt_config.parse_bytes(workspace)
+        parse_bytes(workspace, "--workspace")
+    else:
+        given = [f"--{n.replace('_', '-')}" for n in TRT_ONLY_OPTIONS
+                 if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise FsrtError(f"{', '.join(given)} only {verb} to a TensorRT engine; add --trt to build one")
+    need = _parity_memory if not no_parity else _export_memory
+    checkpoint = is_checkpoint_path(source)
+    if not checkpoint:  # refuse before the model is built
+        need(get_spec(source), bspec, resolution)
     model, spec = load_model(source, ema=ema)
+    if checkpoint:  # its weights are loaded already, the activations are not
+        need(spec, bspec, resolution)
     out = default_output(spec, source, prec.name, resolution) if output is None else click.format_filename(output)
+    out = refuse_existing(out, force)
     from pathlib import Path
 
-    out = Path(out)
-    if out.exists() and not force:
-        raise FsrtError(f"{out} exists; pass --force to replace it")
     engine_path = Path(engine) if engine else trt_config.default_engine_path(out)
     if trt:
         from fsrt.exporters.trt_engine import check_outputs_free

@@ -18,12 +18,16 @@ def command(family: str | None, as_json: bool) -> None:
     Names are case-insensitive wherever a MODEL argument is taken (regnety-400mf works).
     """
     from fsrt.complexity import complexity
+    from fsrt.errors import FsrtError
     from fsrt.sizes import human
     from fsrt.zoo import zoo_names, zoo_spec
 
+    specs = {name: zoo_spec(name) for name in zoo_names()}
+    families = sorted({spec.family for spec in specs.values()})
+    if family and family.lower() not in families:
+        raise FsrtError(f"no zoo family {family!r}; families: {', '.join(families)}")
     rows = []
-    for name in zoo_names():
-        spec = zoo_spec(name)
+    for name, spec in specs.items():
         if family and spec.family != family.lower():
             continue
         cx = complexity(spec)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import click
@@ -13,17 +12,29 @@ from fsrt.commands.common import console, json_option, print_json
 DEFAULT_DB = Path("runs") / "fsrt.db"
 
 
-def _safe(name: str) -> str:
-    """A run name made safe for a folder name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "run"
-
-
 def default_out_dir(db: Path, runs: list[dict]) -> Path:
     """``<db folder>/<run name>/report`` for one run, ``<db folder>/compare-<names>/report`` for several."""
+    from fsrt.names import slug
+
     names = [r["name"] for r in runs]
-    parts = [_safe(r["name"]) if names.count(r["name"]) == 1 else f"{_safe(r['name'])}-{r['id']}" for r in runs]
+    parts = [slug(r["name"], "run") if names.count(r["name"]) == 1 else f"{slug(r['name'], 'run')}-{r['id']}"
+             for r in runs]
     folder = parts[0] if len(runs) == 1 else "compare-" + "-".join(parts)
     return db.parent / folder / "report"
+
+
+def check_unambiguous(stored: list[dict], ref: str, db: Path) -> None:
+    """Refuse a run name shared by several runs (the same --out with another config), listing
+    their ids, instead of guessing; an id is always exact."""
+    from fsrt.errors import FsrtError
+
+    if any(str(r["id"]) == str(ref) for r in stored):
+        return
+    named = [r for r in stored if r["name"] == str(ref)]
+    if len(named) > 1:
+        ids = ", ".join(str(r["id"]) for r in named)
+        raise FsrtError(f"{len(named)} runs in {db} are named {ref!r} (ids {ids}); pass an id instead, "
+                        f"e.g. fsrt report {named[-1]['id']} (see fsrt report --list)")
 
 
 @click.command("report")
@@ -58,13 +69,15 @@ def command(runs: tuple[str, ...], db_path: Path, out_dir: Path | None, list_run
     from fsrt.bench.report import write_report
     from fsrt.bench.store import Store
 
-    with Store(db_path) as store:
+    with Store(db_path, readonly=True) as store:  # reading never writes, not even to an empty file
         stored = store.runs()
         if list_runs:
             _print_runs(stored, as_json)
             return
         if not stored:
             raise FsrtError(f"no runs in {db_path}; run fsrt bench first")
+        for ref in runs:
+            check_unambiguous(stored, ref, db_path)
         selected = [store.run(r) for r in runs] if runs else [stored[-1]]
         out = out_dir if out_dir is not None else default_out_dir(db_path, selected)
         written = write_report(store, [r["id"] for r in selected], out)

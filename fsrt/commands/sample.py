@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fsrt.commands.common import console, err_console, json_option, positive_int, print_json
+from fsrt.commands.common import console, err_console, json_option, positive_int, print_json, resolution_px
 
 
 def parse_band(text: str) -> tuple[float, float]:
@@ -12,12 +12,12 @@ def parse_band(text: str) -> tuple[float, float]:
     import re
 
     from fsrt.errors import FsrtError
-    from fsrt.sizes import parse_size
+    from fsrt.sizes import parse_count
 
     parts = re.split(r"\s*(?:\.\.|(?<![eE])-)\s*", str(text).strip())
     if len(parts) != 2 or not all(parts):
         raise FsrtError(f"cannot read flops band {text!r}: use LOW-HIGH such as 360M-400M")
-    lo, hi = parse_size(parts[0], "band low"), parse_size(parts[1], "band high")
+    lo, hi = parse_count(parts[0], "band low"), parse_count(parts[1], "band high")
     if lo > hi:
         raise FsrtError(f"flops band {text!r} is empty: the low end is above the high end")
     return lo, hi
@@ -27,19 +27,21 @@ def parse_band(text: str) -> tuple[float, float]:
 @click.option("--space", default="regnet", show_default=True,
               help="Design space: anynetx_a..anynetx_e, regnet (= regnetx), regnety.")
 @click.option("--flops", "band", default="360M-400M", show_default=True, metavar="LOW-HIGH",
-              help="Keep models whose flops (multiply-adds at --resolution) fall in this band.")
+              help="Keep models whose flops (multiply-adds at --resolution) fall in this band; decimal units "
+                   "(400M = 4e8).")
 @click.option("-n", "n", default=32, show_default=True, type=int, callback=positive_int("-n"),
               help="Number of models to keep.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same models).")
-@click.option("--resolution", default=224, show_default=True, type=int, callback=positive_int("--resolution"),
+@click.option("--resolution", default=224, show_default=True, type=int, callback=resolution_px("--resolution"),
               help="Input size for the flops band.")
 @click.option("--max-draws", default=None, type=int, callback=positive_int("--max-draws"),
               help="Give up after this many draws (default max(20000, 2000*n)).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write one JSON record per model (name, flops, params, acts, sampled parameters, spec).")
+@click.option("--force", "-f", is_flag=True, help="Replace an existing --output file.")
 @json_option
-def command(space, band, n, seed, resolution, max_draws, output, as_json):
-    """Sample a design space (DESIGN.md section 7) until N models fall in a flops band.
+def command(space, band, n, seed, resolution, max_draws, output, force, as_json):
+    """Sample a design space (docs/architecture.md, "Design spaces") until N models fall in a flops band.
 
     AnyNetX_A samples per-stage d <= 16, w <= 1024 (multiple of 8), b in {1,2,4},
     g in {1,...,32} log-uniformly; B shares b, C shares g, D has non-decreasing widths,
@@ -54,10 +56,12 @@ def command(space, band, n, seed, resolution, max_draws, output, as_json):
     import json
 
     from fsrt.design_space import canonical_space, sample_band
-    from fsrt.errors import FsrtError
-    from fsrt.io import atomic_write_text
+    from fsrt.errors import write_failure
+    from fsrt.io import atomic_write_text, refuse_existing
     from fsrt.sizes import human
 
+    if output:
+        refuse_existing(output, force)
     space = canonical_space(space)
     lo, hi = parse_band(band)
     from rich.progress import Progress
@@ -72,7 +76,7 @@ def command(space, band, n, seed, resolution, max_draws, output, as_json):
         try:
             atomic_write_text(output, "".join(json.dumps(r) + "\n" for r in records))
         except OSError as e:
-            raise FsrtError(f"cannot write {output}: {e.strerror or e}") from None
+            raise write_failure(e, output) from None
     if as_json:
         print_json({"space": space, "band": [lo, hi], "seed": seed, "draws": result.draws,
                     "samples": [{k: v for k, v in r.items() if k != "spec"} for r in records]})

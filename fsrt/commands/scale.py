@@ -7,22 +7,6 @@ import click
 from fsrt.commands.common import console, err_console, json_option, print_json
 
 
-def resolve_strategy(alpha: str | None, strategy: str | None):
-    """The strategy from exactly one of ``--alpha`` / ``--strategy``."""
-    from fsrt.errors import FsrtError
-    from fsrt.scaling import alpha_strategy, parse_strategy
-    from fsrt.sweep import parse_float_list
-
-    if (alpha is None) == (strategy is None):
-        raise FsrtError("give exactly one of --alpha A or --strategy NAME (e.g. --alpha 0.8 or --strategy dWr)")
-    if alpha is not None:
-        values = parse_float_list(alpha, "--alpha")
-        if len(values) != 1:
-            raise FsrtError(f"--alpha takes one value here, got {alpha!r} (use 'fsrt scaling' for several)")
-        return alpha_strategy(values[0])
-    return parse_strategy(strategy)
-
-
 @click.command("scale")
 @click.argument("model")
 @click.option("--alpha", "-a", default=None, metavar="A",
@@ -32,13 +16,14 @@ def resolve_strategy(alpha: str | None, strategy: str | None):
                    "(d1_w8_g8_r1, pycls:dw).")
 @click.option("--s", "-s", "s", default=None, metavar="S", help="Flops multiplier to scale by (> 0).")
 @click.option("--target-flops", "-t", default=None, metavar="SIZE",
-              help="Search s so the scaled model lands on these flops (e.g. 4G, 800M).")
+              help="Search s so the scaled model lands on these flops, in decimal units (4G = 4e9; e.g. 4G, 800M).")
 @click.option("--tolerance", default=0.01, show_default=True, type=float,
               help="With --target-flops: relative miss counted as reached.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write the scaled spec here (.yaml/.yml or .json).")
+@click.option("--force", "-f", is_flag=True, help="Replace an existing --output file.")
 @json_option
-def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json):
+def command(model, alpha, strategy, s, target_flops, tolerance, output, force, as_json):
     """Scale MODEL (zoo name, spec file or checkpoint) and show it before and after.
 
     Quantization follows pycls (depth rounded, widths to multiples of 8, group widths snapped,
@@ -52,12 +37,21 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
       fsrt scale EfficientNet-B0 --alpha 0.8 --target-flops 1.6G -o en_1.6g.yaml
       fsrt scale RegNetY-400MF --strategy d1_w8_g8_r1 --s 4 --json
     """
-    from fsrt.errors import FsrtError
-    from fsrt.scaling import scale_spec, scale_to_flops
-    from fsrt.sizes import parse_size
-    from fsrt.source import get_spec
+    from fsrt.errors import FsrtError, write_failure
+    from fsrt.io import refuse_existing
+    from fsrt.scaling import parse_strategies, scale_spec, scale_to_flops
+    from fsrt.sizes import parse_count
+    from fsrt.source import SPEC_SUFFIXES, get_spec
 
-    strat = resolve_strategy(alpha, strategy)
+    if output:
+        if not output.lower().endswith(SPEC_SUFFIXES):
+            raise FsrtError(f"--output {output} must end in .yaml, .yml or .json (the format follows the suffix)")
+        refuse_existing(output, force)
+    strategies = parse_strategies(alpha, strategy)
+    if len(strategies) != 1:
+        raise FsrtError("give exactly one strategy, --alpha A or --strategy NAME (e.g. --alpha 0.8 or --strategy dWr); "
+                        "'fsrt scaling' compares several")
+    strat = strategies[0]
     if (s is None) == (target_flops is None):
         raise FsrtError("give exactly one of --s S or --target-flops SIZE (e.g. --s 4 or --target-flops 4G)")
     if not (0 < tolerance < 1):
@@ -70,13 +64,13 @@ def command(model, alpha, strategy, s, target_flops, tolerance, output, as_json)
             raise FsrtError(f"--s must be a number > 0, got {s!r}") from None
         result = scale_spec(spec, strat, s_value)
     else:
-        target = parse_size(target_flops, "--target-flops")
+        target = parse_count(target_flops, "--target-flops")
         result = scale_to_flops(spec, strat, target, tolerance=tolerance)
     if output:
         try:
             result.spec.save(output)
         except OSError as e:
-            raise FsrtError(f"cannot write {output}: {e.strerror or e}") from None
+            raise write_failure(e, output) from None
     if as_json:
         doc = result.to_dict()
         if output:

@@ -29,18 +29,11 @@ def command(model, alpha, strategy, sweep, rows, as_json):
       fsrt scaling EfficientNet-B0 --strategy d,w,r,dWr --sweep s=1..16x1.5 --json
     """
     from fsrt.errors import FsrtError
-    from fsrt.scaling import alpha_strategy, parse_strategy, scaling_analysis
+    from fsrt.scaling import parse_strategies, scaling_analysis
     from fsrt.source import get_spec
-    from fsrt.sweep import parse_float_list, parse_sweep
+    from fsrt.sweep import parse_sweep
 
-    strategies = []
-    if alpha is not None:
-        strategies += [alpha_strategy(a) for a in parse_float_list(alpha, "--alpha")]
-    if strategy is not None:
-        names = [n.strip() for n in strategy.split(",")]
-        if any(not n for n in names):
-            raise FsrtError(f"--strategy {strategy!r} has an empty item: give names such as d,w,dWr")
-        strategies += [parse_strategy(n) for n in names]
+    strategies = parse_strategies(alpha, strategy)
     if not strategies:
         raise FsrtError("give --alpha A,B,... and/or --strategy NAME,... (e.g. --alpha 0.33,0.8,1)")
     var, values = parse_sweep(sweep)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import click
 
 from fsrt.commands.common import console, err_console, json_option, positive_int, print_json
 from fsrt.errors import FsrtError
+from fsrt.names import slug
 
 EXAMPLES = """
 \b
@@ -35,10 +35,6 @@ def _model_stem(model: str) -> str:
 
     p = Path(model)
     return p.stem if p.suffix.lower() in SPEC_SUFFIXES + CHECKPOINT_SUFFIXES else model
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
 
 @click.command("train", epilog=EXAMPLES)
@@ -91,7 +87,8 @@ def command(model, data, recipe, epochs, batch_size, lr, resolution, sets, out, 
         raise FsrtError("--workers must be >= 0")
     if lr is not None and lr <= 0:
         raise FsrtError(f"--lr must be > 0, got {lr}")
-    out_dir = Path(out) if out else Path("runs") / f"{_slug(_model_stem(model))}-{_slug(Path(data).name or data)}"
+    default_dir = f"{slug(_model_stem(model), 'run')}-{slug(Path(data).name or data, 'run')}"
+    out_dir = Path(out) if out else Path("runs") / default_dir
     main_rank = int(os.environ.get("RANK", "0")) == 0
     note = err_console().print if main_rank else (lambda *a, **k: None)
     if not print_config:
@@ -132,8 +129,8 @@ def command(model, data, recipe, epochs, batch_size, lr, resolution, sets, out, 
 
 def _preflight(out_dir: Path, resume: bool, device: str) -> None:
     """What can fail without data or a model fails first: the device and the run folder."""
+    from fsrt.device import resolve_device
     from fsrt.train.distributed import resolve_local_rank
-    from fsrt.train.loop import resolve_device
     from fsrt.train.outdir import check_out_dir
 
     resolve_device(device, resolve_local_rank())

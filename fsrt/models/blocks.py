@@ -1,7 +1,8 @@
 """Building blocks: conv+BN, squeeze-excitation, bottleneck (X/Y/Z/RS) and MBConv.
 
-Widths are explicit arguments; every block is constructed from one ``StageSpec`` plus its
-input width and stride, so the module mirrors the spec (and ``fsrt.complexity``) exactly.
+Widths are explicit arguments; every block is constructed from the shape
+``fsrt.block_shapes`` derives from one ``StageSpec`` plus its input width and stride, the same
+shape ``fsrt.complexity`` counts, so the module mirrors the spec and its complexity exactly.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fsrt.block_shapes import bottleneck_shape, mbconv_shape
 from fsrt.spec import StageSpec
 
 BN_EPS = 1e-5
@@ -70,11 +72,12 @@ class DropPath(nn.Module):
 
 
 class Shortcut(nn.Module):
-    """Projection shortcut: 1x1 strided conv + BN, or ResNet-D 2x2 avg-pool then 1x1 conv + BN."""
+    """Projection shortcut: ``conv`` (1x1 strided conv + BN) or ``avgpool`` (ResNet-D: 2x2 avg-pool
+    with the stride, then 1x1 conv + BN)."""
 
     def __init__(self, w_in: int, w_out: int, stride: int, kind: str):
         super().__init__()
-        use_pool = kind == "avgpool" and stride > 1
+        use_pool = kind == "avgpool"
         self.pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if use_pool else nn.Identity()
         self.proj = ConvBN(w_in, w_out, 1, stride=1 if use_pool else stride)
 
@@ -92,18 +95,15 @@ class Bottleneck(nn.Module):
 
     def __init__(self, st: StageSpec, w_in: int, stride: int, drop_path: float = 0.0):
         super().__init__()
-        w_out, w_b, act = st.width, st.bottleneck_width, st.activation
-        self.a = ConvBN(w_in, w_b, 1, act=act)
-        self.b = ConvBN(w_b, w_b, st.kernel, stride=stride, groups=w_b // st.group_w, act=act)
-        use_se_mid = st.block in ("y", "z") and st.se_r > 0
-        self.se = SqueezeExcite(w_b, int(round(st.se_r * w_in)), act) if use_se_mid else nn.Identity()
-        self.c = ConvBN(w_b, w_out, 1)
-        use_se_out = st.block == "rs" and st.se_r > 0
-        self.se_out = SqueezeExcite(w_out, int(round(st.se_r * w_out)), act) if use_se_out else nn.Identity()
-        self.linear = st.block == "z"
-        shapes_change = w_in != w_out or stride != 1
-        self.has_residual = not (self.linear and shapes_change)
-        self.shortcut = Shortcut(w_in, w_out, stride, st.shortcut) if shapes_change and not self.linear else None
+        s, act = bottleneck_shape(st, w_in, stride), st.activation
+        self.a = ConvBN(s.w_in, s.w_b, 1, act=act)
+        self.b = ConvBN(s.w_b, s.w_b, s.kernel, stride=s.stride, groups=s.groups, act=act)
+        self.se = SqueezeExcite(s.w_b, s.se_mid, act) if s.se_mid is not None else nn.Identity()
+        self.c = ConvBN(s.w_b, s.w_out, 1)
+        self.se_out = SqueezeExcite(s.w_out, s.se_out, act) if s.se_out is not None else nn.Identity()
+        self.linear = s.linear
+        self.has_residual = s.residual
+        self.shortcut = Shortcut(s.w_in, s.w_out, s.stride, s.projection) if s.projection else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 and self.has_residual else nn.Identity()
         self.act = nn.Identity() if self.linear else make_act(act)
 
@@ -120,20 +120,16 @@ class Bottleneck(nn.Module):
 
 
 class MBConv(nn.Module):
-    """EfficientNet block: 1x1 expand (skipped at expansion 1), depthwise kxk, SE, linear 1x1.
-
-    SE width is ``int(se_r * w_in)``; the skip exists only at stride 1 with equal widths.
-    """
+    """EfficientNet block: 1x1 expand (skipped at expansion 1), depthwise kxk, SE, linear 1x1."""
 
     def __init__(self, st: StageSpec, w_in: int, stride: int, drop_path: float = 0.0):
         super().__init__()
-        act = st.activation
-        w_exp = int(w_in * st.exp_r)
-        self.expand = ConvBN(w_in, w_exp, 1, act=act) if w_exp != w_in else nn.Identity()
-        self.dwise = ConvBN(w_exp, w_exp, st.kernel, stride=stride, groups=w_exp, act=act)
-        self.se = SqueezeExcite(w_exp, int(st.se_r * w_in), act) if st.se_r > 0 else nn.Identity()
-        self.project = ConvBN(w_exp, st.width, 1)
-        self.has_residual = stride == 1 and w_in == st.width
+        s, act = mbconv_shape(st, w_in, stride), st.activation
+        self.expand = ConvBN(s.w_in, s.w_exp, 1, act=act) if s.expand else nn.Identity()
+        self.dwise = ConvBN(s.w_exp, s.w_exp, s.kernel, stride=s.stride, groups=s.w_exp, act=act)
+        self.se = SqueezeExcite(s.w_exp, s.w_se, act) if s.w_se is not None else nn.Identity()
+        self.project = ConvBN(s.w_exp, s.w_out, 1)
+        self.has_residual = s.residual
         self.drop_path = DropPath(drop_path) if drop_path > 0 and self.has_residual else nn.Identity()
 
     def last_bn(self) -> nn.BatchNorm2d:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fsrt.device import resolve_device
 from fsrt.errors import FsrtError
 from fsrt.spec import ModelSpec
 from fsrt.train.recipe import Recipe
@@ -58,21 +59,6 @@ class RunOptions:
     init_state: dict | None = None    # model weights to start from (MODEL given as checkpoint)
     model_arg: str = ""
     adaptations: tuple = ()           # fsrt.train.adapt.Adaptation records, kept in the run's config
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA (this process's local GPU) when available, else CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise FsrtError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FsrtError("--device cuda requested but no CUDA GPU is available; use --device cpu")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Training recipes: named, documented presets (``fsrt/configs/*.yaml``) resolved into a ``Recipe``.
 
 A recipe is a flat mapping of the keys of ``Recipe``; the YAML files hold the published
-recipes (DESIGN.md section 8) and every key can be overridden per run. Unknown keys and
+recipes (docs/architecture.md, "Training recipes") and every key can be overridden per run. Unknown keys and
 values of the wrong type are rejected with a one-line ``FsrtError``.
 """
 
@@ -121,7 +121,9 @@ def recipe_text(name_or_path: str) -> tuple[str, str]:
         return resources.files("fsrt").joinpath(f"configs/{name_or_path}.yaml").read_text(), name_or_path
     p = Path(name_or_path)
     if p.suffix.lower() in (".yaml", ".yml") and p.is_file():
-        return p.read_text(), str(p)
+        from fsrt.io import read_text_file
+
+        return read_text_file(p, "recipe file"), str(p)
     raise FsrtError(f"unknown recipe {name_or_path!r}: use one of {', '.join(recipe_names())} or a .yaml file")
 
 

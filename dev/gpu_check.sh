@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU check for fsrt.kernels (issue 6): run on a machine with an NVIDIA GPU from the repo root.
-#   OUT=/some/dir bash bench/gpu_check.sh
+# GPU check for fsrt.kernels: run on a machine with an NVIDIA GPU from the repo root.
+#   OUT=/some/dir bash dev/gpu_check.sh
 # Needs a Python with CUDA torch + triton (PYTHON, default .venv/bin/python, else python3); fsrt is
 # installed editable without dependencies if it is not importable yet. Writes to $OUT:
 #   nvidia-smi.txt, kernels.json (auto path: ratio to cuDNN, GB/s, % copy BW, error vs cuDNN),
@@ -21,7 +21,7 @@ if ! "$PY" -c "import fsrt.kernels" 2>/dev/null; then
 fi
 run() {  # name, args...
   local name="$1"; shift
-  "$PY" -m fsrt.bench.kernels "$@" --out "$OUT/$name.json" > "$OUT/$name.txt" 2> "$OUT/$name.log"
+  "$PY" dev/kernel_speed.py "$@" --out "$OUT/$name.json" > "$OUT/$name.txt" 2> "$OUT/$name.log"
   echo "$name exit=$?" | tee -a "$OUT/status.txt"
 }
 run kernels --batch 1,32,64 --dtype fp16,fp32

@@ -1,0 +1,120 @@
+"""Intervals for everything the report compares or fits.
+
+- A **ratio of two figures** measured in the same sweep is *paired*: both measurements had a
+  window in the same rounds, moments apart, so the machine's drift cancels in the per-round
+  ratio; its median over rounds gets the same distribution-free interval as a figure.
+- A ratio of figures from different sweeps (two runs, two machines) is *independent*: the two
+  intervals combine in log space (half-widths add in quadrature).
+- A **Pearson r or a fitted exponent** gets a bootstrap interval: the points are resampled
+  with replacement (seeded, so a report is reproducible) and the statistic recomputed.
+
+A comparison is *resolved* when its interval excludes 1 (ratios) or 0 (differences); the report
+says "not resolved" otherwise and makes no claim.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from fsrt.bench.points import Point
+from fsrt.bench.rounds import Window
+from fsrt.bench.stats import median, median_ci, percentile
+
+Z95 = 1.959963984540054
+PAIR_WINDOW_S = 120.0  # windows of one round are seconds apart; more means they were not measured together
+BOOTSTRAP_REPS = 2000
+BOOTSTRAP_MIN_POINTS = 5  # fewer points make resamples of 1-2 distinct values: r = +-1, meaningless intervals
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A value with its 95% interval (``lo``/``hi`` None when it cannot be given)."""
+
+    value: float
+    lo: float | None
+    hi: float | None
+    method: str
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return asdict(self)
+
+    def excludes(self, x: float) -> bool:
+        """Whether the interval lies wholly on one side of ``x``."""
+        return self.lo is not None and self.hi is not None and (self.lo > x or self.hi < x)
+
+
+def log_half_width(p: Point) -> float | None:
+    """Half-width of a point's interval in log space (the larger side), or None."""
+    if not (p.measured and p.latency_lo_ms and p.latency_hi_ms):
+        return None
+    return max(math.log(p.latency_hi_ms / p.latency_ms), math.log(p.latency_ms / p.latency_lo_ms))
+
+
+def independent_ratio(a: Point, b: Point) -> Interval:
+    """``a / b`` for figures measured apart: log half-widths add in quadrature."""
+    value = a.latency_ms / b.latency_ms
+    ha, hb = log_half_width(a), log_half_width(b)
+    if ha is None or hb is None:
+        return Interval(value, None, None, "independent (no interval)")
+    h = math.hypot(ha, hb)
+    return Interval(value, value * math.exp(-h), value * math.exp(h), "independent intervals")
+
+
+def paired_ratio(a: list[Window], b: list[Window], confidence: float = 0.95) -> Interval | None:
+    """Median over shared rounds of ``a``'s window figure over ``b``'s, with its interval; None when
+    fewer than 6 rounds were measured together."""
+    by_round = {w.round: w for w in b if not w.dropped}
+    ratios = [w.value / by_round[w.round].value for w in a
+              if not w.dropped and w.round in by_round and abs(w.started - by_round[w.round].started) <= PAIR_WINDOW_S]
+    ci = median_ci(ratios, confidence)
+    if ci is None:
+        return None
+    return Interval(median(ratios), ci[0], ci[1], f"paired rounds (n={len(ratios)})")
+
+
+def ratio(a: Point, b: Point, windows: dict[str, list[Window]] | None = None) -> Interval:
+    """``a / b`` latency: paired over shared rounds where both have windows, else independent."""
+    if windows:
+        wa, wb = windows.get(a.measurement_id), windows.get(b.measurement_id)
+        if wa and wb:
+            paired = paired_ratio(wa, wb)
+            if paired is not None:
+                return paired
+    return independent_ratio(a, b)
+
+
+def geomean_ratio(ratios: Sequence[Interval]) -> Interval | None:
+    """Geometric mean of ratios, its interval from the ratios' own intervals (measurement uncertainty
+    of this fixed set of models; None when empty)."""
+    if not ratios:
+        return None
+    logs = [math.log(r.value) for r in ratios]
+    value = math.exp(sum(logs) / len(logs))
+    halves = [max(math.log(r.hi / r.value), math.log(r.value / r.lo)) if r.hi and r.lo else None for r in ratios]
+    if any(h is None for h in halves):
+        return Interval(value, None, None, "geometric mean (some ratios without interval)")
+    h = math.sqrt(sum(x * x for x in halves)) / len(halves)
+    return Interval(value, value * math.exp(-h), value * math.exp(h), f"geometric mean of {len(ratios)} ratios")
+
+
+def bootstrap(stat: Callable[[list[int]], float | None], n: int, seed: int = 0,
+              reps: int = BOOTSTRAP_REPS) -> tuple[float, float] | None:
+    """Percentile 95% interval of ``stat(indices)`` over ``reps`` resamples of ``range(n)`` with
+    replacement; resamples where the statistic is undefined are skipped. None for fewer than
+    ``BOOTSTRAP_MIN_POINTS`` points or when too few resamples give a value."""
+    if n < BOOTSTRAP_MIN_POINTS:
+        return None
+    rng = random.Random(seed)
+    values = []
+    for _ in range(reps):
+        v = stat([rng.randrange(n) for _ in range(n)])
+        if v is not None and math.isfinite(v):
+            values.append(v)
+    if len(values) < reps // 2:
+        return None
+    values.sort()
+    return percentile(values, 2.5), percentile(values, 97.5)

@@ -1,0 +1,100 @@
+"""Smoke tests of the measurement benchmark scripts in dev/ (they run; their figures go in notes)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEV = Path(__file__).resolve().parents[1] / "dev"
+
+
+def _run(script: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(DEV / script), *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_repeatability_script_runs_twice_resumes_and_compares():
+    doc = _run("bench_repeatability.py", "--quick", "--json")
+    assert doc["resumed"] is True  # the rerun reused every stored point
+    assert len(doc["points"]) == 3  # base (once), w s=2, dwr s=2 on eager
+    assert all(math.isfinite(p["ratio"]) and p["ratio"] > 0 for p in doc["points"])
+    assert sum(doc["verdict_counts"].values()) == len(doc["conclusions"]) > 0
+    assert set(doc["verdict_counts"]) <= {"identical", "unresolved in both", "one-sided", "one-sided, other leader",
+                                          "contradictory"}
+
+
+def test_fidelity_script_compares_with_the_runtimes_own_tools():
+    doc = _run("bench_fidelity.py", "--quick", "--json")
+    (rep,) = doc["reps"]
+    assert set(rep) == {"fsrt_openvino", "benchmark_app", "fsrt_ort", "ort_loop"}
+    assert all(v > 0 for v in rep.values())
+    assert set(doc["summary"]) == {"openvino", "ort"}
+
+
+def test_benchmark_app_percentile_is_read_in_either_unit():
+    """benchmark_app switches to microseconds for fast graphs (seen in CI: '74.00 us')."""
+    sys.path.insert(0, str(DEV))
+    try:
+        from bench_fidelity import tenth_percentile_ms
+    finally:
+        sys.path.remove(str(DEV))
+    assert tenth_percentile_ms("[ INFO ]    10 percentile:     74.00 us\n") == 0.074
+    assert tenth_percentile_ms("[ INFO ]    10 percentile:     5.66 ms\n") == 5.66
+
+
+def test_precision_speed_script_gives_speedup_beside_accuracy():
+    doc = _run("precision_speed.py", "--quick", "--json")
+    (row,) = doc["rows"]  # eager bf16 against eager fp32 (asked by name: runs emulated where bf16 is)
+    assert row["precision"] == "bf16" and row["runtime"] == "eager" and row["fp32_ms"] > 0
+    assert row["speedup"]["value"] == pytest.approx(row["fp32_ms"] / row["latency_ms"], rel=0.5)
+    assert 0 < row["rel_l2"] and 0 < row["expected"]
+
+
+def test_precision_check_script_catches_its_broken_runtimes():
+    doc = _run("precision_check.py", "--quick", "--json")
+    honest = [r for r in doc["rows"] if r["kind"] == "honest"]
+    assert honest and all(r["passed"] for r in honest)
+    caught = [r for r in doc["rows"] if r["kind"] in ("kernel transposed (middle)", "padding shifted (middle)")
+              or r["kind"].startswith("computes")]
+    assert len(caught) == 9 and not any(r["passed"] for r in caught)
+
+
+def test_train_step_latency_script_puts_training_next_to_inference():
+    doc = _run("train_step_latency.py", "--quick", "--json")
+    assert set(doc["statuses"]) <= {"ok", "unstable"}  # every point passed its parity check and was measured
+    assert [r["metric"] for r in doc["table"]] == ["flops", "params", "acts"]
+    for r in doc["table"]:
+        assert r["n"] == 3
+        assert all(r[key][0] is not None for key in ("infer_k", "train_k"))
+        assert all(-1 <= r[key][0] <= 1 for key in ("infer_r", "train_r", "forward_r", "backward_r"))
+    assert len(doc["split"]) == 3 and all(s["forward_ms"] > 0 and s["backward_ms"] > 0 for s in doc["split"])
+    assert doc["command"][:4] == ["fsrt", "bench", "--mode", "both"] and doc["load_avg_1m"]["start"] >= 0
+
+
+def test_latency_model_script_fits_on_small_members_and_reports_held_out_errors():
+    doc = _run("latency_model.py", "--quick", "--json")
+    (rt,) = doc["runtimes"]
+    assert rt["series"] == "eager" and rt["model"]["n"] == 10  # base + 3 strategies x s=2,4,8
+    held = {h["scenario"]: h for h in rt["held_out"]}
+    assert held["extrapolate"]["description"] == "fit on s <= 4, predict s = 8"
+    assert held["extrapolate"]["n"] == 3 and held["leave-one-out"]["n"] == 10
+    for h in held.values():
+        assert all(p["measured_ms"] > 0 and p["predicted_ms"] > 0 for p in h["predictions"])
+        assert 0 <= h["median_abs_error"] <= h["p90_abs_error"]
+    assert len(doc["load"]["before"]) == 3 and doc["noise"]["windows"] > 0
+
+
+def test_latency_model_form_extrapolates_a_simulated_per_layer_machine():
+    # No measurement: each layer of each network costs max(compute at a shape-dependent rate, bytes moved)
+    # plus a dispatch cost. The whole-network model, fitted on s <= 4, must carry that to s = 32.
+    doc = _run("latency_model.py", "--simulate", "--bases", "RegNetY-400MF,EfficientNet-B0", "--json")
+    assert [r["series"] for r in doc["runtimes"]] == ["simulated (effnet)", "simulated (regnety)"]
+    for r in doc["runtimes"]:
+        ext = next(h for h in r["held_out"] if h["scenario"] == "extrapolate")
+        assert ext["n"] == 9 and ext["median_abs_error"] < 0.05 and ext["p90_abs_error"] < 0.08, r["series"]

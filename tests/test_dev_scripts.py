@@ -1,0 +1,83 @@
+"""Smoke tests of the developer speed scripts in dev/: each runs its --quick setting end to end.
+
+The figures of a quick run say nothing about speed (tiny models, a few repeats on a shared
+machine); these tests check that every script still runs against the real harness, samplers
+and exporters, follows the CLI convention, and reports figures that are consistent with what
+it was asked to do.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, load_dev_script
+from fsrt.zoo import zoo_names
+
+SCRIPTS = ("export_speed", "scaling_speed", "complexity_speed", "report_speed", "kernel_speed", "fault_injection")
+
+
+def _run(name: str, capsys, *args: str) -> dict:
+    code = load_dev_script(name).main(["--quick", "--json", *args])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_follows_the_cli_convention(name):
+    res = subprocess.run([sys.executable, str(REPO / "dev" / f"{name}.py"), "--help"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "--quick" in res.stdout and "--json" in res.stdout
+
+
+def test_export_speed(capsys):
+    doc = _run("export_speed", capsys)
+    entry = doc["models"]["RegNetX-200MF-shallow"]  # one block per stage: a quick export
+    assert entry["resolution"] == 32 and set(entry["export"]) == {"dynamic"}  # --quick skips the static graph
+    for export in entry["export"].values():
+        assert export["nodes"] > 0 and export["parity_max_rel"] < 1e-4  # the fp32 bound export enforces
+        assert set(export["stages"]) == {"prepare", "export", "slim", "check", "parity"}
+    lat = entry["latency"]["batch1"]
+    assert lat["eager"]["n"] >= 3 and lat["onnxruntime"]["median_ms"] > 0
+    assert lat["speedup"] == pytest.approx(lat["eager"]["median_ms"] / lat["onnxruntime"]["median_ms"])
+
+
+def test_scaling_speed(capsys):
+    doc = _run("scaling_speed", capsys)
+    assert set(doc["scale_spec_ms"]) == {"RegNetY-400MF", "EfficientNet-B0", "ResNet-RS-420"}
+    assert doc["zoo_sweep"]["scaled_models"] == 3 * 3 * 6  # 3 models x 3 alphas x s = 1, 2, 4, 8, 16, 32
+    for band in doc["sample_band_360M_400M"].values():
+        assert band["kept"] == 2 and band["draws"] >= 2
+    (search,) = doc["target_flops_search"].values()
+    assert abs(search["miss_pct"]) <= 1.0  # lands within the default 1% tolerance
+
+
+def test_complexity_speed(capsys):
+    doc = _run("complexity_speed", capsys, "--n", "20")
+    assert doc["zoo"]["models"] == len(zoo_names())
+    assert doc["sampled"]["n"] == 20 and doc["sampled"]["median_flops"] > 0
+
+
+def test_report_speed(capsys):
+    doc = _run("report_speed", capsys)
+    assert doc["points_per_run"] == 5 * 3 * 2  # runtimes x alphas x s in (1, 2)
+    assert len(doc["stage_ms"]) == 3 and all(ms > 0 for ms in doc["stage_ms"].values())
+    assert 0 < doc["report_html_kib"] < doc["report_folder_kib"]
+
+
+def test_kernel_speed_runs_interpreted_on_cpu(capsys, monkeypatch):
+    from fsrt.kernels import HAVE_TRITON
+
+    if not HAVE_TRITON:
+        pytest.skip("triton is not installed (it comes with the dev extra on Linux)")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    doc = _run("kernel_speed", capsys, "--device", "cpu")
+    assert doc["selfcheck"] and all(c["ok"] for c in doc["selfcheck"])
+    (row,) = doc["results"]
+    assert row["model"] == "RegNetX-200MF" and row["group_width"] == 8  # RegNetX-200MF's published g
+    assert row["auto_rel_err"] < 1e-5 and row["auto_ms"] > 0

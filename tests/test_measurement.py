@@ -1,0 +1,433 @@
+"""Trustworthy latency: interleaved rounds, outlier windows, intervals, the timed call as the checked
+call, worker isolation, the measurement lock, store migration and bad timing input.
+
+References are independent of the code under test: exact binomial tails from scipy, numpy's
+median absolute deviation, and fake runtimes whose true latency is known by construction.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from conftest import assert_one_line_error, run_fsrt
+from fsrt.bench import stats
+from fsrt.bench.noise import choose_threads, run_noise, spread
+from fsrt.bench.points import Point, Status
+from fsrt.bench.rounds import RoundConfig, Window, flag_outliers, run_rounds
+from fsrt.bench.uncertainty import independent_ratio, paired_ratio
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store_v1.db"
+
+
+# -- the interval of a median -----------------------------------------------------------------------
+@pytest.mark.parametrize("n", [3, 5, 6, 7, 10, 15, 30])
+def test_median_ci_ranks_have_exact_binomial_coverage(n):
+    ranks = stats.median_ci_ranks(n)
+    if n < 6:
+        assert ranks is None  # 2 * P(B <= 0) = 2 / 2^n > 5% for n <= 5
+        return
+    lo, hi = ranks
+    assert hi == n - 1 - lo
+    coverage = 1 - 2 * sps.binom.cdf(lo, n, 0.5)  # P(x_(lo) <= median <= x_(hi)), 0-based ranks
+    assert coverage >= 0.95
+    # the next narrower interval would fall below 95%
+    assert 1 - 2 * sps.binom.cdf(lo + 1, n, 0.5) < 0.95
+
+
+def test_window_statistic_is_the_10th_percentile():
+    xs = list(np.random.default_rng(0).lognormal(0, 0.2, 37))
+    assert stats.window_statistic(xs) == pytest.approx(np.percentile(xs, 10))
+
+
+# -- rounds against fake runtimes with known latency -----------------------------------------------
+class FakeMachine:
+    """Jobs with a true latency each; call times jitter by +-0.2%; during 'slow periods' (by window
+    count) every call of the window is 4x slower, uniformly, so the window itself looks stable."""
+
+    def __init__(self, true_ms: dict[str, float], slow: range = range(0), drift: list[float] | None = None):
+        self.true_ms, self.slow, self.drift = true_ms, slow, drift
+        self.count = 0
+        self.rng = np.random.default_rng(1)
+        self.rounds: list[str] = []
+
+    def execute(self, job: str) -> list[float]:
+        factor = 4.0 if self.count in self.slow else 1.0
+        if self.drift:
+            factor *= self.drift[self.count % len(self.drift)]
+        self.count += 1
+        self.rounds.append(job)
+        return list(self.true_ms[job] * factor * (1 + 0.002 * self.rng.standard_normal(8)))
+
+
+def _fast_cfg(**kw) -> RoundConfig:
+    return RoundConfig(cooldown_s=0.0, **kw)
+
+
+def test_a_uniformly_slow_window_is_caught_and_does_not_move_the_figure():
+    machine = FakeMachine({"a": 5.0, "b": 12.0, "c": 40.0}, slow=range(7, 10))  # 3 slow windows in round 3
+    states = run_rounds(["a", "b", "c"], machine.execute, _fast_cfg())
+    for job, true in machine.true_ms.items():
+        st = states[job]
+        assert st.figure() == pytest.approx(true * (1 + 0.002 * -1.28), rel=0.004)  # p10 of +-0.2% jitter
+        assert len(st.kept) >= 6 and st.converged(_fast_cfg())
+    assert sum(st.dropped for st in states.values()) == 3
+    slow_windows = [w for st in states.values() for w in st.windows if w.value > 3 * machine.true_ms[st.job]]
+    assert len(slow_windows) == 3 and all(w.dropped for w in slow_windows)
+    # each job with a dropped window was measured again: one more window than the minimum
+    for st in states.values():
+        assert len(st.windows) == 6 + st.dropped
+
+
+def test_without_outlier_rule_the_slow_window_would_have_counted():
+    """The reference the test above relies on: the 4x window is far beyond the rule's limits."""
+    wins = [Window(i, (5.0,), 0.0) for i in range(6)] + [Window(6, (20.0,), 0.0)]
+    flag_outliers(wins, _fast_cfg())
+    assert [w.dropped for w in wins] == [False] * 6 + [True]
+    wins = [Window(i, (5.0 * (1 + 0.05 * (i % 2)),), 0.0) for i in range(7)]  # 5% alternation: not an outlier
+    flag_outliers(wins, _fast_cfg())
+    assert not any(w.dropped for w in wins)
+
+
+def test_rounds_interleave_every_pending_job_in_random_order():
+    machine = FakeMachine({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0})
+    run_rounds(list(machine.true_ms), machine.execute, _fast_cfg(seed=3))
+    rounds = [machine.rounds[i:i + 4] for i in range(0, len(machine.rounds), 4)]
+    assert len(rounds) == 6 and all(sorted(r) == ["a", "b", "c", "d"] for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # a fresh order each round
+
+
+def test_noisy_job_runs_to_max_rounds_and_is_not_converged():
+    rng = np.random.default_rng(5)
+    noisy = lambda job: list(10.0 * (1 + 0.2 * rng.random()) * np.ones(4))  # noqa: E731
+    cfg = _fast_cfg(max_rounds=12, target_ci=0.01)
+    st = run_rounds(["x"], noisy, cfg)["x"]
+    assert len(st.windows) == 12 and not st.converged(cfg)
+    lo, hi = st.interval(cfg.confidence)
+    assert lo <= st.figure() <= hi and st.ci_rel(cfg.confidence) > 0.01
+
+
+def test_budget_stops_rounds_once_every_job_has_its_minimum():
+    clock = {"t": 0.0}
+
+    def execute(job):
+        clock["t"] += 1.0
+        return [10.0 + (clock["t"] % 3)]  # 10% noise: never converges to 1%
+
+    cfg = _fast_cfg(max_rounds=50, target_ci=0.001, budget_s=3.0)
+    states = run_rounds(["a", "b"], execute, cfg, clock=lambda: clock["t"])
+    n = [len(s.windows) for s in states.values()]
+    assert min(n) >= 6 and max(n) <= 9  # minimum first (12 s of fake time), then at most one more round
+
+
+def test_resume_continues_from_stored_windows():
+    machine = FakeMachine({"a": 5.0})
+    prior = {"a": [Window(r, tuple([5.0] * 4), 0.0) for r in (1, 2, 3, 4)]}
+    st = run_rounds(["a"], machine.execute, _fast_cfg(), prior=prior)["a"]
+    assert machine.count == 2 and [w.round for w in st.windows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_failing_job_stops_alone():
+    def execute(job):
+        if job == "bad":
+            raise RuntimeError("runtime crashed")
+        return [1.0, 1.0, 1.0]
+
+    states = run_rounds(["ok", "bad"], execute, _fast_cfg())
+    assert states["bad"].error == "RuntimeError: runtime crashed" and not states["bad"].windows
+    assert len(states["ok"].kept) == 6
+
+
+# -- paired and independent ratios ------------------------------------------------------------------
+def test_paired_ratio_cancels_drift_that_independent_intervals_cannot():
+    drift = [1.0, 1.3, 0.8, 1.1, 0.9, 1.25, 0.85, 1.05]
+    a = [Window(r, (2.0 * d,), 100.0 + r) for r, d in enumerate(drift)]
+    b = [Window(r, (4.0 * d,), 100.5 + r) for r, d in enumerate(drift)]
+    paired = paired_ratio(a, b)
+    assert paired.value == pytest.approx(0.5) and paired.lo == pytest.approx(0.5) and paired.hi == pytest.approx(0.5)
+    pa = Point(latency_ms=2.0, latency_lo_ms=1.6, latency_hi_ms=2.6, status="ok")
+    pb = Point(latency_ms=4.0, latency_lo_ms=3.2, latency_hi_ms=5.2, status="ok")
+    ind = independent_ratio(pa, pb)
+    h = math.hypot(math.log(2.6 / 2.0), math.log(5.2 / 4.0))  # log half-widths add in quadrature
+    assert ind.value == pytest.approx(0.5) and ind.lo == pytest.approx(0.5 * math.exp(-h))
+    assert ind.excludes(1.0) and not Point(status="ok", latency_ms=1.0).ci_rel
+    # windows of the same round number measured far apart are not paired
+    late = [Window(r, (4.0,), 10_000.0 + r) for r in range(8)]
+    assert paired_ratio(a, late) is None
+
+
+# -- machine noise figures --------------------------------------------------------------------------
+def test_spread_is_a_robust_sigma_of_logs():
+    xs = np.exp(np.random.default_rng(2).normal(0, 0.05, 400))
+    logs = np.log(xs)
+    mad = np.median(np.abs(logs - np.median(logs)))
+    assert spread(list(xs)) == pytest.approx(1.4826 * mad)
+    assert spread(list(xs)) == pytest.approx(0.05, rel=0.15)
+
+
+def test_run_noise_sees_the_common_drift():
+    drift = [1.0, 1.2, 0.9, 1.0, 1.1, 1.0]
+    wins = {m: [Window(r + 1, (base * d,), 0.0) for r, d in enumerate(drift)] for m, base in (("a", 2.0), ("b", 7.0))}
+    wins["a"][1].dropped = True
+    noise = run_noise(wins)
+    assert noise.windows == 12 and noise.dropped == 1 and noise.measurements == 2
+    assert noise.drift_max == pytest.approx(1.2) and noise.drift_min == pytest.approx(0.9)
+
+
+def test_thread_choice_rule():
+    assert choose_threads(2, 0.006, 0.06, 10.0, 6.0)[0] == 1  # 10x noisier at 2 threads
+    assert choose_threads(2, 0.003, 0.005, 10.0, 6.0)[0] == 2  # quiet machine: all cores
+    assert choose_threads(2, 0.02, 0.035, 10.0, 6.0)[0] == 1  # over 3% is never accepted
+    assert choose_threads(2, 0.003, 0.004, 10.0, 11.0)[0] == 1  # all cores no faster: not really free
+    assert choose_threads(1, 0.0, 0.0, 1.0, 1.0) == (1, "one core")
+
+
+# -- the timed call is the checked call -------------------------------------------------------------
+def _sweep_with(runner_cls, tmp_path, runtimes=("fake",)):
+    from fsrt.bench.host import HostConfig  # noqa: F401  (documents what the pool builds)
+    from fsrt.bench.plan import BenchPlan, plan_variants
+    from fsrt.bench.rounds import RoundConfig
+    from fsrt.bench.store import Store
+    from fsrt.bench.sweep_run import run_sweep
+    from fsrt.bench.timing import WindowConfig
+    from fsrt.bench.worker import InProcessPool
+    from fsrt.scaling import parse_strategy
+
+    plan = BenchPlan(sources=("RegNetX-200MF",), strategies=(parse_strategy("w"),), s_values=(1.0,),
+                     resolution=32, window=WindowConfig(warmup_s=0.0, min_warmup=1, window_s=0.0),
+                     rounds=RoundConfig(cooldown_s=0.0, max_rounds=8))
+    store = Store(tmp_path / "fsrt.db")
+    store.add_machine("m", {})
+    run = store.start_run("t", "m", {})
+    pool = lambda cfg: InProcessPool(cfg, make_runner=lambda name: runner_cls())  # noqa: E731
+    import fsrt.bench.sweep_run as sr
+
+    real = sr.get_ceilings
+    sr.get_ceilings = lambda *a: None  # no ceilings needed for this check
+    try:
+        return run_sweep(plan, plan_variants(plan), list(runtimes), store, run, "m", tmp_path / "w", make_pool=pool)
+    finally:
+        sr.get_ceilings = real
+        store.close()
+
+
+class _EagerFake:
+    """A real eager runner registered under a fake name (computes the right outputs)."""
+
+    def __new__(cls):
+        from fsrt.bench.runners import EagerRunner
+
+        class Honest(EagerRunner):
+            name = "fake"
+
+        return Honest()
+
+
+def _wrong_call_runner():
+    from fsrt.bench.runners import EagerRunner
+
+    class WrongCall(EagerRunner):
+        """``infer`` (unused by fsrt) is right; the timed call skips the classifier bias."""
+
+        name = "fake"
+
+        def infer(self, x):
+            return self._forward(self._to_device(x)).double().numpy()
+
+        def bind(self, x):
+            xt = self._to_device(x)
+            bias = self.model.head.fc.bias
+
+            def run():
+                self._out = self._forward(xt) - bias.detach() - 0.1
+
+            return run
+
+    return WrongCall()
+
+
+def test_parity_checks_the_outputs_of_the_timed_call(tmp_path):
+    honest = _sweep_with(_EagerFake, tmp_path / "a")
+    assert [p.status for p in honest] == [Status.OK] or honest[0].status == Status.UNSTABLE
+    assert honest[0].parity_max_rel < 1e-4 and honest[0].latency_ms > 0
+    (wrong,) = _sweep_with(_wrong_call_runner, tmp_path / "b")
+    assert wrong.status == Status.PARITY_FAILED and wrong.parity_max_rel > 1e-3 and wrong.latency_ms is None
+
+
+# -- worker processes: real runtimes, real memory ---------------------------------------------------
+def test_workers_measure_each_runtime_in_its_own_process_with_meaningful_memory(tmp_path):
+    res = run_fsrt("bench", "RegNetX-200MF", "--resolution", "32", "--strategy", "w", "--sweep", "s=1",
+                   "--precision", "fp32", "--runtimes", "eager,ort", "--threads", "1", "--measure-s", "0.02",
+                   "--warmup-s", "0.02",
+                   "--max-rounds", "7", "--no-report", "--out", str(tmp_path / "r"), "--db", str(tmp_path / "f.db"),
+                   "--json")
+    assert res.code == 0, res.err
+    pts = {p["runtime"]: p for p in res.json()["points"]}
+    weights = 2_684_792 * 4  # RegNetX-200MF params in fp32
+    for rt in ("eager", "ort"):
+        assert pts[rt]["mem_kind"].startswith("peak resident memory growth")
+        assert pts[rt]["peak_mem_bytes"] >= weights, (rt, pts[rt]["peak_mem_bytes"])  # weights are resident
+        assert pts[rt]["peak_mem_bytes"] < 40 * weights  # and not the whole interpreter
+    logs = sorted(p.name for p in (tmp_path / "r" / "work" / "logs").iterdir())
+    assert logs == ["eager.log", "ort.log"]  # one worker process per runtime
+
+
+# -- the machine-wide measurement lock --------------------------------------------------------------
+def test_a_second_measurement_waits_for_the_lock_holder(tmp_path):
+    from fsrt.bench.lock import measurement_lock
+
+    lock = tmp_path / "measure.lock"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys, time
+        from fsrt.bench.lock import measurement_lock
+        with measurement_lock():
+            print("held", flush=True)
+            time.sleep(1.5)
+    """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "FSRT_MEASURE_LOCK": str(lock)})
+    assert holder.stdout.readline().strip() == "held"
+    told = []
+    os.environ["FSRT_MEASURE_LOCK"], old = str(lock), os.environ.get("FSRT_MEASURE_LOCK")
+    try:
+        t0 = time.monotonic()
+        with measurement_lock(on_wait=told.append, poll_s=0.05):
+            waited = time.monotonic() - t0
+        assert told == [f"PID {holder.pid}"] and waited > 0.5
+        holder.wait()
+        from fsrt.errors import FsrtError
+
+        holder = subprocess.Popen([sys.executable, "-c", "from fsrt.bench.lock import measurement_lock\n"
+                                   "import time\nwith measurement_lock():\n    print('held', flush=True)\n"
+                                   "    time.sleep(3)"], stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ})
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FsrtError, match="another fsrt measurement"), measurement_lock(timeout_s=0.2, poll_s=0.05):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+        if old is None:
+            os.environ.pop("FSRT_MEASURE_LOCK")
+        else:
+            os.environ["FSRT_MEASURE_LOCK"] = old
+
+
+# -- the store evolves ------------------------------------------------------------------------------
+def test_schema_1_database_migrates_and_keeps_its_points(tmp_path):
+    import sqlite3
+
+    from fsrt.bench.store import SCHEMA_VERSION, Store
+
+    db = tmp_path / "old.db"
+    shutil.copy(FIXTURE_V1, db)
+    con = sqlite3.connect(db)
+    old = {r[0]: r for r in con.execute("SELECT key, median_ms, status, reason, strategy FROM points")}
+    runs = con.execute("SELECT id, name FROM runs").fetchall()
+    con.close()
+    assert len(old) == 8 and SCHEMA_VERSION == 2
+    with Store(db) as st:
+        assert [(r["id"], r["name"]) for r in st.runs()] == runs
+        pts = st.run_points(runs[0][0])
+        assert len(pts) == 8
+        for p in pts:
+            key, median_ms, status, reason, strategy = old[p.key]
+            assert p.latency_ms == median_ms and p.status == status  # the old figure stays the figure
+            assert p.statistic == "median of one timing window (schema 1)" and p.latency_lo_ms is None
+            assert p.note == reason and p.reason is None  # schema 1 kept precision notes in 'reason'
+            assert p.mode == "infer"
+            assert (p.e_d, p.e_w, p.e_r) == {"w": (0.0, 1.0, 0.0), "dwr": (1 / 3, 1 / 3, 1 / 3)}[strategy]
+        # the migrated store takes new points and windows
+        st.put_windows("m", "k", [Window(1, (1.0, 2.0), 5.0)])
+        assert st.windows("m", ["k"])["k"][0].times_ms == (1.0, 2.0)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    con.close()
+    # a report of the old run renders
+    from fsrt.bench.report import write_report
+
+    with Store(db) as st:
+        written = write_report(st, [runs[0][0]], tmp_path / "rep")
+    assert "median of one timing window (schema 1)" in written["markdown"].read_text()
+
+
+# -- report hygiene ---------------------------------------------------------------------------------
+def test_a_measurement_listed_under_several_strategies_is_one_row(tmp_path):
+    from fsrt.bench.report import write_report
+    from fsrt.bench.store import Store
+
+    with Store(tmp_path / "f.db") as st:
+        st.add_machine("m", {})
+        run = st.start_run("r", "m", {})
+        for i, strategy in enumerate(("w", "dwr", "dWr")):  # the unscaled base model, one measurement
+            st.put_point(run, "m", f"k{i}", Point(model="Base", base="Base", strategy=strategy, s=1.0,
+                                                  runtime="eager", precision="fp32", batch=1, status="unstable",
+                                                  mkey="same", latency_ms=3.0, latency_lo_ms=2.0,
+                                                  latency_hi_ms=4.0, flops=1, params=1, acts=1))
+        md = write_report(st, [run], tmp_path / "o")["markdown"].read_text()
+    unstable = md.split("## Unstable points", 1)[1]
+    assert unstable.count("| Base |") == 1
+    assert "1 point(s) stayed unstable" in md
+
+
+# -- bad timing input -------------------------------------------------------------------------------
+@pytest.mark.parametrize("extra, fragment", [
+    (["--rounds", "0"], "--rounds must be at least 6"),
+    (["--rounds", "5"], "--rounds must be at least 6"),
+    (["--max-rounds", "3"], "--max-rounds"),
+    (["--target-ci", "-0.1"], "--target-ci must be a positive number"),
+    (["--target-ci", "1"], "--target-ci must be a positive number and below 1"),
+    (["--target-ci", "nan"], "--target-ci"),
+    (["--budget-s", "-5"], "--budget-s"),
+    (["--measure-s", "inf"], "--measure-s"),
+    (["--threads", "many"], "--threads must be auto or a positive integer"),
+])
+def test_bad_timing_input(tmp_path, extra, fragment):
+    res = run_fsrt("bench", *extra, "--db", str(tmp_path / "x.db"), "--out", str(tmp_path / "o"))
+    assert_one_line_error(res, fragment)
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_no_fastest_strategy_where_every_strategy_is_the_same_network():
+    """Half precisions are measured at the smallest s only, where all strategies are the base model:
+    naming a 'fastest strategy' there would compare a network with itself."""
+    from fsrt.bench import analysis
+
+    def pt(strategy, s, mkey, ms):
+        return Point(model=f"B@{strategy}:s={s:g}" if s > 1 else "B", base="B", strategy=strategy, alpha=None, s=s,
+                     runtime="eager", mode="infer", precision="bf16", batch=1, status="ok", mkey=mkey,
+                     latency_ms=ms, latency_lo_ms=ms * 0.99, latency_hi_ms=ms * 1.01)
+
+    only_base = [pt("w", 1.0, "base", 5.0), pt("dwr", 1.0, "base", 5.0)]
+    labels = analysis.series_labels(only_base)
+    assert analysis.fastest_strategy(only_base, labels, labels[analysis.series_key(only_base[0])]) == []
+    # with a scaled member each, the comparison is made at the largest s where the networks differ
+    grown = only_base + [pt("w", 2.0, "w2", 7.0), pt("dwr", 2.0, "dwr2", 9.0)]
+    labels = analysis.series_labels(grown)
+    (row,) = analysis.fastest_strategy(grown, labels, labels[analysis.series_key(grown[0])])
+    assert (row["s"], row["fastest"].split()[0], row["next"].split()[0]) == (2.0, "w", "dwr")
+
+
+def test_fastest_runtime_is_measured_against_eager_fp32_not_a_half_precision_eager():
+    """With eager bf16 beside eager fp32 (precision auto), 'faster than eager' means fp32 eager."""
+    from fsrt.bench import analysis
+
+    def pt(runtime, precision, model, ms):
+        return Point(model=model, base="B", strategy="w", s=1.0 if model == "B" else 2.0, runtime=runtime,
+                     mode="infer", precision=precision, batch=1, status="ok", mkey=f"{runtime}-{precision}-{model}",
+                     latency_ms=ms, latency_lo_ms=ms * 0.99, latency_hi_ms=ms * 1.01)
+
+    pts = [pt("eager", "bf16", "B", 40.0), pt("eager", "fp32", "B", 20.0), pt("openvino", "fp32", "B", 10.0),
+           pt("eager", "fp32", "B2", 30.0), pt("openvino", "fp32", "B2", 15.0)]
+    labels = analysis.series_labels(pts)
+    fast = analysis.fastest_runtime(analysis.ranking(pts, labels))
+    assert fast["series"] == "openvino fp32" and fast["reference"] == "eager fp32"
+    assert fast["speedup_vs_reference"] == pytest.approx(2.0)  # 20/10 and 30/15, geometric mean
