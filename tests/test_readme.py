@@ -1,5 +1,5 @@
-"""The README is a contract: every command of its CLI tour, Scaling, Training, Benchmark sweep and
-Export sections runs as written, and produces what the README says it does.
+"""The README is a contract: every command of its CLI tour, Scaling, Training, Benchmark sweep,
+Scaling advice and Export sections runs as written, and produces what the README says it does.
 
 Commands are read from README.md itself (indented lines starting with ``fsrt`` or ``torchrun``;
 the text after ``#`` is the README's own comment). Each one must have an entry in ``EXPECT``
@@ -10,9 +10,12 @@ What the test adds to a command, and only where the README's text allows it:
   ``-r 32``; see the Training section) when the example would otherwise train for 100 epochs, at
   224 px, or for minutes; the CLI tour's digits run (the default recipe, 5 epochs) runs in full and
   must learn;
-- bench examples take ``--resolution 32``, short ``--measure-s``/``--warmup-s`` and ``--threads 1``
-  (the Benchmark section's quick-look flags, each only if ``fsrt bench --help`` still lists it); the
-  slowest (every runtime, incl. two Inductor compiles per point) also ``--sweep s=1``;
+- bench examples take ``--resolution 32``, short ``--measure-s``/``--warmup-s``/``--budget-s`` and
+  ``--threads 1`` (the Benchmark section's quick-look flags, each only if ``fsrt bench --help``
+  still lists it and the example does not set it itself); the slowest (every runtime, incl. two
+  Inductor compiles per point) also ``--sweep s=1``;
+- ``fsrt advise`` runs exactly as written (its target is absolute flops at the model's own
+  resolution), fitted on the 32 px points the bench examples before it stored;
 - ``/data/imagenet`` is a small generated ImageNet-style folder (1000 classes, one image each);
 - ``my_spec.yaml`` is the YAML block of the README's "One spec drives everything" section.
 Each section runs in a fresh folder, top to bottom, as a reader following it would (its results
@@ -36,7 +39,7 @@ import pytest
 from conftest import REPO
 
 README = REPO / "README.md"
-SECTIONS = ("CLI tour", "Scaling", "Training", "Benchmark sweep", "Export")
+SECTIONS = ("CLI tour", "Scaling", "Training", "Benchmark sweep", "Scaling advice", "Export")
 BIN = Path(sys.executable).parent
 
 
@@ -65,11 +68,13 @@ def readme_spec_yaml() -> str:
 
 
 # -- running ---------------------------------------------------------------------------------------
-def _bench_flags() -> list[str]:
-    """The Benchmark section's quick-look flags that `fsrt bench --help` still offers."""
+def _bench_flags(args: list[str]) -> list[str]:
+    """The Benchmark section's quick-look flags that `fsrt bench --help` still offers and the
+    example does not set itself."""
     helptext = subprocess.run([str(BIN / "fsrt"), "bench", "--help"], capture_output=True, text=True).stdout
-    wanted = [("--resolution", "32"), ("--measure-s", "0.02"), ("--warmup-s", "0.01"), ("--threads", "1")]
-    return [x for flag, value in wanted if flag in helptext for x in (flag, value)]
+    wanted = [("--resolution", "32"), ("--measure-s", "0.02"), ("--warmup-s", "0.01"), ("--budget-s", "2"),
+              ("--threads", "1")]
+    return [x for flag, value in wanted if flag in helptext and flag not in args for x in (flag, value)]
 
 
 class Runner:
@@ -85,7 +90,7 @@ class Runner:
     def run(self, cmd: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         args = shlex.split(cmd.replace("/data/imagenet", str(self.data_root)))
         if args[:2] == ["fsrt", "bench"]:
-            extra = (*_bench_flags(), *extra)
+            extra = (*_bench_flags(args), *extra)
         return subprocess.run(args + list(extra), cwd=self.cwd, env=self.env, capture_output=True, text=True,
                               timeout=1800)
 
@@ -260,6 +265,45 @@ def check_torchrun(p, r):
     assert s["world_size"] == 2 and s["finished"]
 
 
+def check_bench_threads(p, r):
+    rows = _report(r.cwd / "runs" / "bench")
+    assert _values(rows, "threads") == {"2"} and _values(rows, "s") == {1.0, 2.0, 4.0}   # all cores, forced
+
+
+def check_bench_rounds(p, r):
+    rows = _report(r.cwd / "runs" / "bench")
+    assert _values(rows, "s") == {1.0, 2.0, 4.0}
+    assert min(int(x["rounds"]) + int(x["dropped_rounds"] or 0) for x in rows) >= 10   # windows, outliers included
+
+
+def check_bench_fit_points(p, r):
+    rows = _report(r.cwd / "runs" / "bench")                                   # fp16/bf16: ort cannot, skipped
+    assert _values(rows, "runtime") == {"ort"} and _values(rows, "s") == {1.0, 2.0, 4.0, 8.0}
+    assert {"dwr", "dWr", "w"} <= _values(rows, "strategy")
+
+
+def check_advise_measured(p, r):
+    # the predicted best, dWr and dwr are measured together; speedups with 95% intervals
+    rows = _report(r.cwd / "runs" / "advise")
+    assert {"dWr", "dwr"} <= _values(rows, "strategy") and _values(rows, "runtime") == {"ort"}
+    assert all(abs(float(x["flops"]) / 3.2e9 - 1) < 0.1 for x in rows)                      # at the target
+    assert re.search(r"^recommendation: ", p.stdout, re.M), p.stdout[-2000:]
+    interval = r"\[\d+\.\d+, \d+\.\d+\]"
+    for other in ("dWr", "dwr"):
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("measured: ") and other in ln]
+        assert any(re.search(interval, ln) for ln in lines), p.stdout[-2000:]
+    assert "## Latency model" in (r.cwd / "runs" / "advise" / "report" / "report.md").read_text()
+
+
+def check_advise_no_measure(p, r):
+    doc = json.loads(p.stdout)
+    assert doc["base"] == "EfficientNet-B0" and doc["target_flops"] == 1.6e9 and doc["runtime"] == "ort"
+    predicted = [c["predicted_ms"] for c in doc["candidates"] if c["eligible"]]
+    assert len(predicted) >= 5 and predicted == sorted(predicted) and all(x > 0 for x in predicted)   # ranked
+    assert all(abs(c["flops"] / 1.6e9 - 1) <= 0.05 for c in doc["candidates"] if c["eligible"])
+    assert doc["run_id"] is None and doc["report"] is None                     # measured nothing, stored nothing
+
+
 def check_bench_effnet(p, r):
     rows = [x for x in _report(r.cwd / "runs" / "bench") if x["base"] == "EfficientNet-B0"]
     assert {"dwr", "w"} <= _values(rows, "strategy") and _values(rows, "batch") == {"1", "8"}
@@ -327,6 +371,7 @@ EXPECT = {
     "fsrt train RegNetX-200MF --data digits --epochs 5 --out runs/rx200-digits": (check_train_tour, (), 0),
     "fsrt export runs/rx200-digits/last.pt --dynamic-batch 1:8:32 --precision fp16": (check_export_tour, (), 0),
     "fsrt bench --alpha 0.8 --sweep s=1..32": (check_bench_alpha, (), 0),
+    "fsrt advise RegNetY-400MF --target-flops 3.2G --runtime ort": (check_advise_measured, (), 0),
     "fsrt report --list": (check_report_list, (), 0),
     "fsrt --version": (check_version, (), 0),
     "fsrt scale RegNetY-400MF --strategy dWr --s 4": (check_realized, (), 0),
@@ -349,6 +394,10 @@ EXPECT = {
         (check_bench_effnet, (), 0),
     "fsrt bench --runtimes all --precision fp32,bf16 --out runs/cpu-all": (check_bench_all, ("--sweep", "s=1"), 0),
     "fsrt bench --device cuda --l2 cold --cuda-graphs --out runs/gpu": (check_bench_gpu, (), None),
+    "fsrt bench --threads 2 --target-ci 0.01": (check_bench_threads, (), 0),
+    "fsrt bench --rounds 10 --budget-s 300": (check_bench_rounds, (), 0),
+    "fsrt bench RegNetY-400MF --runtimes ort --sweep s=1..8": (check_bench_fit_points, (), 0),
+    "fsrt advise EfficientNet-B0 -t 1.6G --runtime ort --no-measure --json": (check_advise_no_measure, (), 0),
     "fsrt export RegNetY-400MF": (check_export_default, (), 0),
     "fsrt export RegNetY-400MF --dynamic-batch 1:8:32 -o y400.onnx": (check_export_dynamic, (), 0),
     "fsrt export runs/rx200-digits/last.pt --ema --precision fp16 -o rx200-ema.onnx": (check_export_ema, (), 0),
