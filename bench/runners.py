@@ -211,13 +211,32 @@ class AotiRunner(EagerRunner):
         super().prepare(ctx)
         example = torch.randn(ctx.batch, 3, ctx.spec.resolution, ctx.spec.resolution, device=ctx.device)
         example = example.contiguous(memory_format=self.memory_format)
+        # An autocast around the call does not reach a compiled package: it is exported inside the
+        # graph instead (torch.export keeps an autocast region of forward), or fp16/bf16 would run fp32.
+        model = self.model if self.autocast is None else _autocast_module(self.model, self.device, self.autocast)
         with torch.inference_mode():
-            program = torch.export.export(self.model, (example,))
+            program = torch.export.export(model, (example,))
         pkg = ctx.workdir / f"aoti-b{ctx.batch}-{ctx.precision}-{ctx.device.replace(':', '')}.pt2"
         pkg.parent.mkdir(parents=True, exist_ok=True)
         path = torch._inductor.aoti_compile_and_package(program, package_path=str(pkg))
         self.model = torch._inductor.aoti_load_package(path)
         self._precision_note += ", AOTInductor package"
+
+
+def _autocast_module(model, device: str, dtype):
+    """``model`` wrapped so that its forward runs under autocast to ``dtype`` (exportable)."""
+    import torch
+
+    class Autocast(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype):
+                return self.inner(x)
+
+    return Autocast().eval()
 
 
 def all_runners() -> dict[str, type[Runner]]:
