@@ -71,8 +71,8 @@ def openvino_capabilities() -> set[str]:
 def _cuda_reason(runtime: str, precision: str) -> str | None:
     import torch
 
-    if precision == "bf16" and runtime in ("ort", "ort-trt"):
-        return "ONNX Runtime has no bf16 convolution kernels"
+    if missing := missing_kernels(runtime, precision):
+        return missing
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         return "this GPU has no bf16 arithmetic"
     return None
@@ -84,9 +84,9 @@ def native_reason(runtime: str, precision: str, device: str) -> str | None:
         return None
     if device.startswith("cuda"):
         return _cuda_reason(runtime, precision)
+    if missing := missing_kernels(runtime, precision):
+        return missing
     if runtime == "ort":
-        if precision == "bf16":
-            return "ONNX Runtime has no bf16 convolution kernels"
         return ("ONNX Runtime's CPU provider runs an fp16 graph in fp32 (it casts the input and the output): "
                 "not fp16 arithmetic")
     units = _cpu_units(precision)
@@ -98,6 +98,15 @@ def native_reason(runtime: str, precision: str, device: str) -> str | None:
             return f"OpenVINO lists no {cap} among its CPU capabilities here"
         return None
     return f"{runtime} has no {precision} kernels on CPU"
+
+
+def missing_kernels(runtime: str, precision: str) -> str | None:
+    """Why ``runtime`` cannot run ``precision`` at all (on any device), or None. Unlike a
+    non-native precision (emulated, or computed in fp32), such a pair is skipped even when asked
+    for by name: there is nothing to measure."""
+    if precision == "bf16" and runtime in ("ort", "ort-trt"):
+        return "ONNX Runtime has no bf16 convolution kernels"
+    return None
 
 
 def auto_precisions(runtimes: list[str], device: str) -> tuple[tuple[str, ...], dict[tuple[str, str], str]]:
@@ -152,8 +161,10 @@ def resolve_precisions(plan, requested: tuple[str, ...] | None, runtimes: list[s
     each native half precision at the sweep's smallest s, enough for its speedup and accuracy."""
     import dataclasses
 
-    if requested is not None:
-        return dataclasses.replace(plan, precisions=requested), {}
+    if requested is not None:  # as asked, except pairs no kernel exists for (they would only fail)
+        skipped = {(rt, p): why for p in requested for rt in runtimes if (why := missing_kernels(rt, p))}
+        plan = dataclasses.replace(plan, precisions=requested, skip=tuple(sorted(skipped)))
+        return plan, {skipped_label(rt, p): why for (rt, p), why in skipped.items()}
     precisions, skipped = auto_precisions(runtimes, plan.device)
     plan = dataclasses.replace(plan, precisions=precisions, half_at_s=min(plan.s_values), skip=tuple(sorted(skipped)))
     return plan, {skipped_label(rt, p): why for (rt, p), why in skipped.items()}

@@ -195,7 +195,11 @@ def test_auto_plans_half_precision_at_the_smallest_s_only(monkeypatch):
     assert len(fp32) == 4 * 3  # 2 strategies x 2 s x 3 runtimes
     assert {(j.runtime, j.variant.s) for j in bf16} == {("eager", 2.0), ("openvino", 2.0)} and len(bf16) == 4
     listed, none = support.resolve_precisions(plan, ("fp32", "fp16"), ["ort"])
-    assert listed.precisions == ("fp32", "fp16") and none == {}
+    assert listed.precisions == ("fp32", "fp16") and none == {}   # asked by name: ort's fp32-computed fp16 too
+    named, missing = support.resolve_precisions(plan, ("fp32", "bf16"), ["eager", "ort"])
+    assert set(missing) == {"ort bf16"} and "no bf16" in missing["ort bf16"]   # no kernels: nothing to measure
+    v = plan_variants(named)[0]
+    assert named.measures(v, "eager", "bf16") and not named.measures(v, "ort", "bf16")
 
 
 class _Node:
