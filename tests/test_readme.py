@@ -14,8 +14,9 @@ What the test adds to a command, and only where the README's text allows it:
   ``--threads 1`` (the Benchmark section's quick-look flags, each only if ``fsrt bench --help``
   still lists it and the example does not set it itself); the slowest (every runtime, incl. two
   Inductor compiles per point) also ``--sweep s=1``;
-- ``fsrt advise`` runs exactly as written (its target is absolute flops at the model's own
-  resolution), fitted on the 32 px points the bench examples before it stored;
+- ``fsrt advise`` takes the Scaling advice section's quick-look timing flags when it measures
+  (its target stays as written: absolute flops at the model's own resolution), fitted on the
+  32 px points the bench examples before it stored;
 - ``/data/imagenet`` is a small generated ImageNet-style folder (1000 classes, one image each);
 - ``my_spec.yaml`` is the YAML block of the README's "One spec drives everything" section.
 Each section runs in a fresh folder, top to bottom, as a reader following it would (its results
@@ -68,13 +69,21 @@ def readme_spec_yaml() -> str:
 
 
 # -- running ---------------------------------------------------------------------------------------
-def _bench_flags(args: list[str]) -> list[str]:
-    """The Benchmark section's quick-look flags that `fsrt bench --help` still offers and the
+BENCH_QUICK = (("--resolution", "32"), ("--measure-s", "0.02"), ("--warmup-s", "0.01"), ("--budget-s", "2"),
+               ("--threads", "1"))
+ADVISE_QUICK = (("--measure-s", "0.02"), ("--warmup-s", "0.01"), ("--budget-s", "2"))
+
+
+def _quick_flags(command: str, args: list[str], wanted) -> list[str]:
+    """The README's quick-look flags for ``command`` that its ``--help`` still offers and the
     example does not set itself."""
-    helptext = subprocess.run([str(BIN / "fsrt"), "bench", "--help"], capture_output=True, text=True).stdout
-    wanted = [("--resolution", "32"), ("--measure-s", "0.02"), ("--warmup-s", "0.01"), ("--budget-s", "2"),
-              ("--threads", "1")]
+    helptext = subprocess.run([str(BIN / "fsrt"), command, "--help"], capture_output=True, text=True).stdout
     return [x for flag, value in wanted if flag in helptext and flag not in args for x in (flag, value)]
+
+
+def _bench_flags(args: list[str]) -> list[str]:
+    """The Benchmark section's quick-look flags for a bench example."""
+    return _quick_flags("bench", args, BENCH_QUICK)
 
 
 class Runner:
@@ -91,6 +100,8 @@ class Runner:
         args = shlex.split(cmd.replace("/data/imagenet", str(self.data_root)))
         if args[:2] == ["fsrt", "bench"]:
             extra = (*_bench_flags(args), *extra)
+        elif args[:2] == ["fsrt", "advise"] and "--no-measure" not in args:
+            extra = (*_quick_flags("advise", args, ADVISE_QUICK), *extra)
         return subprocess.run(args + list(extra), cwd=self.cwd, env=self.env, capture_output=True, text=True,
                               timeout=1800)
 

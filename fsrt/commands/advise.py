@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from fsrt.commands.common import console, err_console, json_option, print_json
+from fsrt.commands.timing_options import timing_configs, timing_options
 
 
 @click.command("advise")
@@ -34,9 +35,10 @@ from fsrt.commands.common import console, err_console, json_option, print_json
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=Path("runs/fsrt.db"), show_default=True,
               help="Results database: the latency model is fitted on the points stored here.")
 @click.option("--no-report", is_flag=True, help="Measure and store, write no report.")
+@timing_options
 @json_option
 def command(base, target_flops, runtime, precision, batch, threads_text, device, resolution, alphas, strategies,
-            tolerance, no_measure, out_dir, db_path, no_report, as_json) -> None:
+            tolerance, no_measure, out_dir, db_path, no_report, as_json, **timing) -> None:
     """Recommend how to scale BASE to --target-flops for the fastest latency on this machine.
 
     A latency model is fitted on every point fsrt bench stored for this machine and runtime
@@ -47,7 +49,8 @@ def command(base, target_flops, runtime, precision, batch, threads_text, device,
     is scaled to the exact quantized network at the target flops; the model predicts and ranks
     them. Then the predicted best, dWr and dwr are measured together in interleaved rounds (stored
     like any bench point) and the recommendation's measured speedups over dWr and dwr are shown
-    with their 95% intervals ("not resolved" when an interval includes 1).
+    with their 95% intervals ("not resolved" when an interval includes 1). The timing options
+    (--measure-s, --rounds, --target-ci, --budget-s, ...) are fsrt bench's, with its defaults.
 
     \b
     Examples:
@@ -62,6 +65,7 @@ def command(base, target_flops, runtime, precision, batch, threads_text, device,
         raise FsrtError(f"--out {out_dir} is a file; give a folder for the run")
     question, spec, candidates = _question(base, target_flops, runtime, precision, batch, threads_text, device,
                                            resolution, alphas, strategies, tolerance)
+    window, rounds = timing_configs(timing)
     if not db_path.is_file():
         raise FsrtError(f"no results database at {db_path}: nothing to fit a latency model on; run first: "
                         f"{_bench_hint(question, db_path)}")
@@ -87,7 +91,7 @@ def command(base, target_flops, runtime, precision, batch, threads_text, device,
             raise
         report = None
         if not no_measure:
-            report = _measure(advice, spec, store, mid, out_dir, no_report, as_json)
+            report = _measure(advice, spec, store, mid, out_dir, no_report, as_json, (window, rounds))
     if as_json:
         doc = advice.to_dict()
         doc["report"] = str(report) if report else None
@@ -200,8 +204,9 @@ def _bench_hint(q, db_path: Path) -> str:
     return " ".join(parts)
 
 
-def _measure(advice, spec, store, mid, out_dir: Path, no_report: bool, quiet: bool):
-    """Measure the chosen networks with the real sweep, compare them, and write the report."""
+def _measure(advice, spec, store, mid, out_dir: Path, no_report: bool, quiet: bool, timing: tuple):
+    """Measure the chosen networks with the real sweep (``timing``: its window and round settings),
+    compare them, and write the report."""
     from fsrt.bench.advise import compare_measured, measure_plan, run_config, variants
     from fsrt.bench.sweep_run import run_sweep
     from fsrt.commands.bench import _check_memory, _progress
@@ -210,7 +215,7 @@ def _measure(advice, spec, store, mid, out_dir: Path, no_report: bool, quiet: bo
 
     q = advice.question
     vs = variants(advice, spec)
-    plan = measure_plan(q, vs)
+    plan = measure_plan(q, vs, *timing)
     _check_memory(plan, vs)  # the networks at the target flops, before anything is built
     run_id = store.start_run(out_dir.name, mid, run_config(advice, plan))
     advice.run_id = run_id

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import click
 
 from fsrt.commands.common import err_console, json_option, print_json
+from fsrt.commands.timing_options import timing_configs, timing_options
 
 DEFAULT_STRATEGIES = "dwr,dWr,w"
 
@@ -48,36 +48,6 @@ def _threads(text: str) -> int | None:
     return n
 
 
-def _positive(value: float, what: str, upper: float | None = None) -> float:
-    from fsrt.errors import FsrtError
-
-    if not (math.isfinite(value) and value > 0) or (upper is not None and value >= upper):
-        bound = f" and below {upper:g}" if upper is not None else ""
-        raise FsrtError(f"{what} must be a positive number{bound}, got {value!r}")
-    return value
-
-
-def _timing(opts: dict):
-    """Window and round settings from the options (validated)."""
-    from fsrt.bench.rounds import RoundConfig
-    from fsrt.bench.timing import WindowConfig
-    from fsrt.errors import FsrtError
-
-    if opts["rounds"] < 6:
-        raise FsrtError(f"--rounds must be at least 6 (the fewest windows that give a 95% interval of a "
-                        f"median), got {opts['rounds']}")
-    if opts["max_rounds"] < opts["rounds"]:
-        raise FsrtError(f"--max-rounds ({opts['max_rounds']}) must be at least --rounds ({opts['rounds']})")
-    budget = opts["budget_s"]
-    if budget is not None and not (math.isfinite(budget) and budget >= 0):
-        raise FsrtError(f"--budget-s must be zero or a positive number of seconds, got {budget!r}")
-    window = WindowConfig(warmup_s=_positive(opts["warmup_s"], "--warmup-s"),
-                          window_s=_positive(opts["measure_s"], "--measure-s"), l2=opts["l2"])
-    rounds = RoundConfig(min_rounds=opts["rounds"], max_rounds=opts["max_rounds"],
-                         target_ci=_positive(opts["target_ci"], "--target-ci", upper=1.0), budget_s=budget)
-    return window, rounds
-
-
 def _plan(models, opts: dict, threads: int, dev: str):
     """The validated ``BenchPlan`` (nothing is written before this succeeds)."""
     from fsrt.bench.plan import BenchPlan
@@ -90,7 +60,7 @@ def _plan(models, opts: dict, threads: int, dev: str):
         raise FsrtError(f"--sweep must sweep s (the flops multiplier), got {name!r}; e.g. --sweep s=1..32")
     if opts["resolution"] is not None and opts["resolution"] < 8:
         raise FsrtError(f"--resolution must be at least 8 pixels, got {opts['resolution']}")
-    window, rounds = _timing(opts)
+    window, rounds = timing_configs(opts)
     strategies = parse_strategies(opts["alpha"], opts["strategy"]) or parse_strategies(strategy=DEFAULT_STRATEGIES)
     modes = _train_defaults(opts, dev)
     return BenchPlan(sources=tuple(models) or ("RegNetY-400MF",), strategies=strategies,
@@ -161,19 +131,7 @@ def _decide_threads(store, mid: str, dev: str, out, quiet: bool) -> tuple[int, d
               help="Base resolution before scaling (default: the spec's; with train mode on CPU: 128).")
 @click.option("--channels-last", is_flag=True, help="Eager/compile runners use channels_last memory format.")
 @click.option("--cuda-graphs", is_flag=True, help="Eager runner replays a captured CUDA graph (GPU only).")
-@click.option("--l2", type=click.Choice(["warm", "cold"]), default="warm", show_default=True,
-              help="GPU: time with a warm L2, or flush it before every call.")
-@click.option("--rounds", type=int, default=6, show_default=True,
-              help="Minimum interleaved rounds per point (each round times every pending point once).")
-@click.option("--max-rounds", type=int, default=30, show_default=True, help="Most rounds per point.")
-@click.option("--target-ci", type=float, default=0.02, show_default=True,
-              help="Stop a point when its 95%% interval is within this fraction of its figure.")
-@click.option("--budget-s", type=float, default=60.0, show_default=True,
-              help="Seconds of rounds after which no new round starts once every point has its --rounds minimum "
-                   "(points still above --target-ci are then reported unstable, with their wider interval).")
-@click.option("--measure-s", type=float, default=0.1, show_default=True,
-              help="Seconds of timed calls per window (at least 3 calls).")
-@click.option("--warmup-s", type=float, default=0.3, show_default=True, help="Seconds of warm-up per point.")
+@timing_options
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("runs/bench"),
               show_default=True, help="Run folder: its name names the run; the report goes to OUT/report.")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=Path("runs/fsrt.db"), show_default=True,
