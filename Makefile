@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.fsrt-installed
 TORCH  ?= torch==2.13.0
 # pytest workers (2 cores here); override with `make test PYTEST_WORKERS=0` to run serially.
+# Tests go out two at a time (--maxschedchunk 2), so the minutes-long README sections that
+# tests/conftest.py puts first are shared between the workers instead of queued on one.
 PYTEST_WORKERS ?= 2
 
 .PHONY: install test lint bench clean
@@ -24,7 +26,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install lint
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -q
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --maxschedchunk 2 -q $(PYTEST_ARGS)
 
 bench: install
 	$(VENV)/bin/fsrt bench

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -69,3 +70,24 @@ def load_dev_script(name: str):
 @pytest.fixture
 def fsrt_cli():
     return run_fsrt
+
+
+@pytest.fixture(autouse=True)
+def _private_measurement_lock(monkeypatch, request):
+    """Each test measures under its own lock: a benchmark another test left running (or a README
+    example on the same worker) must not make a test wait and print a 'waiting' line."""
+    name = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    monkeypatch.setenv("FSRT_MEASURE_LOCK", os.path.join(tempfile.gettempdir(), f"fsrt-test-lock-{name}"))
+
+
+# Longest first, so the minutes-long README sections do not start last and run alone at the end.
+_FIRST = ("test_readme.py::test_readme_section_runs_as_written[Benchmark sweep]",
+          "test_readme.py::test_readme_section_runs_as_written[Scaling advice]",
+          "test_readme.py::test_readme_section_runs_as_written[CLI tour]",
+          "test_readme.py::test_readme_section_runs_as_written[Benchmark sweep (own folders)]")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the longest tests first (see ``_FIRST``); the rest keep their order."""
+    rank = {name: i for i, name in enumerate(_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("/")[-1], len(rank)))
