@@ -180,11 +180,16 @@ def roofline_efficiency(points: list[dict], labels: dict, title: str = "") -> by
     return _png(fig)
 
 
+def _series_with(points, labels: dict, *fields: str) -> dict:
+    """Each series' distinct points whose ``fields`` are all positive; series left empty are dropped."""
+    groups = {k: [p for p in v if all(_positive(getattr(p, f)) for f in fields)]
+              for k, v in by_series(distinct(counted(points)), labels).items()}
+    return {k: v for k, v in groups.items() if v}
+
+
 def memory(points: list[dict], labels: dict, title: str = "") -> bytes | None:
     """Peak memory against activations per runtime (log-log)."""
-    groups = {k: [p for p in v if _positive(p.peak_mem_bytes) and _positive(p.acts)]
-              for k, v in by_series(distinct(counted(points)), labels).items()}
-    groups = {k: v for k, v in groups.items() if v}
+    groups = _series_with(points, labels, "peak_mem_bytes", "acts")
     if not groups:
         return None
     colors = _colors(groups)
@@ -239,9 +244,7 @@ def roofline_chart(points: list[Point], labels: dict, ceilings: list[dict], titl
     written and read once) on x, attained GFLOP/s (2 FLOP per multiply-add) on y, every measured
     point placed, and the machine's measured compute and bandwidth roofs drawn for each
     (device, precision, threads) the points ran at."""
-    groups = {k: [p for p in v if _positive(p.flops) and _positive(p.acts) and _positive(p.params)]
-              for k, v in by_series(distinct(counted(points)), labels).items()}
-    groups = {k: v for k, v in groups.items() if v}
+    groups = _series_with(points, labels, "flops", "acts", "params")
     if not groups:
         return None
     colors = _colors(groups)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats as sps
+from sweep_helpers import sweep_in_process
 
 from conftest import assert_one_line_error, run_fsrt
 from fsrt.bench import stats
@@ -194,31 +195,7 @@ def test_thread_choice_rule():
 
 # -- the timed call is the checked call -------------------------------------------------------------
 def _sweep_with(runner_cls, tmp_path, runtimes=("fake",)):
-    from fsrt.bench.host import HostConfig  # noqa: F401  (documents what the pool builds)
-    from fsrt.bench.plan import BenchPlan, plan_variants
-    from fsrt.bench.rounds import RoundConfig
-    from fsrt.bench.store import Store
-    from fsrt.bench.sweep_run import run_sweep
-    from fsrt.bench.timing import WindowConfig
-    from fsrt.bench.worker import InProcessPool
-    from fsrt.scaling import parse_strategy
-
-    plan = BenchPlan(sources=("RegNetX-200MF",), strategies=(parse_strategy("w"),), s_values=(1.0,),
-                     resolution=32, window=WindowConfig(warmup_s=0.0, min_warmup=1, window_s=0.0),
-                     rounds=RoundConfig(cooldown_s=0.0, max_rounds=8))
-    store = Store(tmp_path / "fsrt.db")
-    store.add_machine("m", {})
-    run = store.start_run("t", "m", {})
-    pool = lambda cfg: InProcessPool(cfg, make_runner=lambda name: runner_cls())  # noqa: E731
-    import fsrt.bench.sweep_run as sr
-
-    real = sr.get_ceilings
-    sr.get_ceilings = lambda *a: None  # no ceilings needed for this check
-    try:
-        return run_sweep(plan, plan_variants(plan), list(runtimes), store, run, "m", tmp_path / "w", make_pool=pool)
-    finally:
-        sr.get_ceilings = real
-        store.close()
+    return sweep_in_process(tmp_path, runtimes, 8, make_runner=lambda name: runner_cls())
 
 
 class _EagerFake:

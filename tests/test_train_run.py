@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from fault_helpers import run_main
 from test_train_units import TINY
 
-from conftest import CliResult, assert_one_line_error, run_fsrt
+from conftest import assert_one_line_error, run_fsrt
 from fsrt.spec import ModelSpec
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -174,26 +175,12 @@ def test_image_folders_skip_and_count_corrupt_files(tiny_spec, tmp_path):
     assert "skipped 2 unreadable" in res.err
 
 
-def _fsrt_in_process(capsys, *args: str) -> CliResult:
-    """Run ``fsrt.cli.main`` in this process (same exit-code mapping, no interpreter start-up)."""
-    from fsrt.cli import main
-
-    capsys.readouterr()
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code or 0
-    got = capsys.readouterr()
-    return CliResult(code, got.out, got.err)
-
-
 def test_bad_input_gives_one_line_errors(tiny_spec, tmp_path, capsys):
     res = run_fsrt("train", str(tiny_spec), "--data", str(tmp_path / "missing"))   # real process once
     assert_one_line_error(res, "does not exist")
 
     def fsrt(*args):
-        return _fsrt_in_process(capsys, *args)
+        return run_main(capsys, *args)
 
     root = tmp_path / "d"
     for split in ("train", "val"):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sweep_helpers import sweep_in_process
 
 from conftest import assert_one_line_error, run_fsrt
 from fsrt.bench.points import Point, Status
@@ -118,34 +119,11 @@ def test_fp32_step_matches_the_float64_step_and_ill_conditioning_widens_the_boun
 
 # -- parity in a sweep: a wrong step is caught, an honest one is timed with its split ----------------
 def _train_sweep(tmp_path, make_train_runner):
-    from fsrt.bench.host import HostConfig  # noqa: F401  (documents what the pool builds)
-    from fsrt.bench.plan import BenchPlan, plan_variants
-    from fsrt.bench.rounds import RoundConfig
-    from fsrt.bench.store import Store
-    from fsrt.bench.sweep_run import run_sweep
-    from fsrt.bench.timing import WindowConfig
-    from fsrt.bench.worker import InProcessPool
-    from fsrt.scaling import parse_strategy
+    def points_and_windows(store, pts):
+        return pts, store.windows("m", [pts[0].mkey, pts[0].mkey + "/forward", pts[0].mkey + "/backward"])
 
-    plan = BenchPlan(sources=("RegNetX-200MF",), strategies=(parse_strategy("w"),), s_values=(1.0,),
-                     resolution=32, batches=(4,), modes=("train",),
-                     window=WindowConfig(warmup_s=0.0, min_warmup=1, window_s=0.0),
-                     rounds=RoundConfig(cooldown_s=0.0, max_rounds=7))
-    store = Store(tmp_path / "fsrt.db")
-    store.add_machine("m", {})
-    run = store.start_run("t", "m", {})
-    pool = lambda cfg: InProcessPool(cfg, make_train_runner=lambda name: make_train_runner())  # noqa: E731
-    import fsrt.bench.sweep_run as sr
-
-    real = sr.get_ceilings
-    sr.get_ceilings = lambda *a: None
-    try:
-        pts = run_sweep(plan, plan_variants(plan), ["eager"], store, run, "m", tmp_path / "w", make_pool=pool)
-        windows = store.windows("m", [pts[0].mkey, pts[0].mkey + "/forward", pts[0].mkey + "/backward"])
-        return pts, windows
-    finally:
-        sr.get_ceilings = real
-        store.close()
+    return sweep_in_process(tmp_path, ["eager"], 7, make_train_runner=lambda name: make_train_runner(),
+                            read=points_and_windows, batches=(4,), modes=("train",))
 
 
 def _skipping_step_runner():

@@ -201,26 +201,16 @@ def _check_memory(plan, variants) -> None:
     from fsrt.memory_estimate import check_fits, inference_memory, training_memory
 
     advice = "lower --resolution, --batch or s"
-    if "infer" in plan.modes:
-        batch = max(plan.batches_for("infer"))
-        worst = max(variants, key=lambda v: inference_memory(v.spec, batch).total_bytes)
-        what = f"{worst.name} at {worst.spec.resolution} px, batch {batch}"
-        check_fits(inference_memory(worst.spec, batch, bytes_per_value=8), "cpu", what + " (float64 reference)",
-                   advice)
+    for mode, estimate, suffix in (("infer", inference_memory, ""), ("train", training_memory, ", training step")):
+        if mode not in plan.modes:
+            continue
+        batch = max(plan.batches_for(mode))
+        worst = max(variants, key=lambda v: estimate(v.spec, batch).total_bytes)
+        what = f"{worst.name} at {worst.spec.resolution} px, batch {batch}{suffix}"
+        check_fits(estimate(worst.spec, batch, bytes_per_value=8), "cpu", what + " (float64 reference)", advice)
         if plan.device.startswith("cuda"):
-            half = all(p in ("fp16", "bf16") for p in plan.precisions_for("infer"))
-            check_fits(inference_memory(worst.spec, batch, bytes_per_value=2 if half else 4), plan.device, what,
-                       advice)
-    if "train" in plan.modes:
-        batch = max(plan.batches_for("train"))
-        worst = max(variants, key=lambda v: training_memory(v.spec, batch).total_bytes)
-        what = f"{worst.name} at {worst.spec.resolution} px, batch {batch}, training step"
-        check_fits(training_memory(worst.spec, batch, bytes_per_value=8), "cpu", what + " (float64 reference)",
-                   advice)
-        if plan.device.startswith("cuda"):
-            half = all(p in ("fp16", "bf16") for p in plan.precisions_for("train"))
-            check_fits(training_memory(worst.spec, batch, bytes_per_value=2 if half else 4), plan.device, what,
-                       advice)
+            half = all(p in ("fp16", "bf16") for p in plan.precisions_for(mode))
+            check_fits(estimate(worst.spec, batch, bytes_per_value=2 if half else 4), plan.device, what, advice)
 
 
 def _cannot_train(plan, runtimes: list[str]) -> dict[str, str]:
