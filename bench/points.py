@@ -13,6 +13,9 @@ import math
 from dataclasses import dataclass, fields
 from enum import Enum
 
+# How a figure is computed: stored with each point, shown in every report.
+from fsrt.bench.stats import STATISTIC as STATISTIC
+
 
 class Status(str, Enum):
     """What became of a point. ``str`` so it stores and prints as its value."""
@@ -29,8 +32,6 @@ class Status(str, Enum):
 MEASURED = (Status.OK, Status.UNSTABLE)  # statuses whose figure counts in fits and comparisons
 DONE = (Status.OK, Status.UNSTABLE, Status.PARITY_FAILED)  # statuses a resumed sweep does not measure again
 
-# How the figure of a point is computed (stored with the point; shown in every report).
-STATISTIC = "median over rounds of each timing window's 10th percentile"
 
 
 @dataclass(frozen=True)

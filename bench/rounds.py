@@ -6,9 +6,9 @@ window); measuring in rounds, each visiting every pending job once in a fresh ra
 spreads a slow period over all points, where a robust statistic ignores it. The same idea is
 Google Benchmark's random interleaving of repetitions and pyperf's repeated worker runs.
 
-Per job, each round contributes one *window* (a few calls timed back to back); its figure is
-the window's 10th percentile (``stats.window_statistic``). A job's figure is the median over its
-windows, with a distribution-free 95% confidence interval (``stats.median_ci``). A window far
+Per job, each round contributes one *window* (a few calls timed back to back). A job's figure is
+the interquartile mean of the calls of all its kept windows, with a 95% confidence interval from
+the delete-one-window jackknife (``stats.pooled_figure``). A window far
 from the job's other windows (beyond ``outlier_sigmas`` robust deviations and at least
 ``outlier_min`` relative) is dropped and, since kept windows are what count, measured again in
 a later round. A job stops when it has ``min_rounds`` kept windows and its interval's half-width
@@ -27,14 +27,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from fsrt.bench.stats import median, median_ci, window_statistic
+from fsrt.bench.stats import STATISTIC, median, pooled_figure, window_statistic
 
 
 @dataclass(frozen=True)
 class RoundConfig:
     """When to stop measuring and what counts as an outlier."""
 
-    min_rounds: int = 6  # the fewest kept windows that give a 95% interval of the median (min..max)
+    min_rounds: int = 6  # the fewest kept windows whose jackknife interval is trusted
     max_rounds: int = 30
     target_ci: float = 0.02  # stop when the interval's half-width is within 2% of the figure
     budget_s: float | None = None  # seconds of rounds after which none starts, once every job has its minimum
@@ -46,8 +46,9 @@ class RoundConfig:
 
     def identity(self) -> dict:
         """The settings that change what a point's figure is (stored in its identity)."""
-        return {"min_rounds": self.min_rounds, "max_rounds": self.max_rounds, "target_ci": self.target_ci,
-                "budget_s": self.budget_s, "confidence": self.confidence, "outlier_sigmas": self.outlier_sigmas,
+        return {"statistic": STATISTIC, "min_rounds": self.min_rounds, "max_rounds": self.max_rounds,
+                "target_ci": self.target_ci, "budget_s": self.budget_s, "confidence": self.confidence,
+                "outlier_sigmas": self.outlier_sigmas,
                 "outlier_min": self.outlier_min, "cooldown_s": self.cooldown_s}
 
 
@@ -62,7 +63,7 @@ class Window:
 
     @property
     def value(self) -> float:
-        """The window's figure (its 10th percentile)."""
+        """The window's own figure (the interquartile mean of its calls)."""
         return window_statistic(list(self.times_ms))
 
 
@@ -73,6 +74,7 @@ class JobState:
     job: str
     windows: list[Window] = field(default_factory=list)
     error: str | None = None  # set when timing a window failed: the job is measured no further
+    _cache: tuple = field(default=(), init=False, repr=False, compare=False)  # (key, pooled figure)
 
     @property
     def kept(self) -> list[float]:
@@ -84,14 +86,21 @@ class JobState:
         """How many windows were dropped as outliers."""
         return sum(1 for w in self.windows if w.dropped)
 
+    def _pooled(self, confidence: float) -> tuple[float, tuple[float, float] | None]:
+        """``stats.pooled_figure`` of the kept windows, computed once per set of kept windows."""
+        key = (len(self.windows), tuple(w.dropped for w in self.windows), confidence)
+        if not self._cache or self._cache[0] != key:
+            kept = [w.times_ms for w in self.windows if not w.dropped]
+            self._cache = (key, pooled_figure(kept, confidence))
+        return self._cache[1]
+
     def figure(self) -> float | None:
-        """Median of the kept window figures."""
-        kept = self.kept
-        return median(kept) if kept else None
+        """The interquartile mean of the kept windows' calls."""
+        return self._pooled(0.95)[0] if self.kept else None
 
     def interval(self, confidence: float) -> tuple[float, float] | None:
         """Confidence interval of the figure (None until there are enough kept windows)."""
-        return median_ci(self.kept, confidence)
+        return self._pooled(confidence)[1] if self.kept else None
 
     def ci_rel(self, confidence: float) -> float:
         """Half-width of the interval relative to the figure (the larger side; inf when undefined)."""

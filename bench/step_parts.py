@@ -5,10 +5,10 @@ Each timed call of a train point records when its forward ended (``fsrt.bench.tr
 every window of the step yields a window of each part, from the very same calls. A part's windows
 are stored in the results store like any measurement's, under the derived key ``<mkey>/<part>``:
 an interrupted sweep resumes them, and a part's figure and 95% interval are computed exactly as
-the step's (median over rounds of each window's 10th percentile, distribution-free interval). A
-step window dropped as an outlier drops its parts' windows of the same round too, so the parts
-always describe the step's kept rounds. (The parts' figures need not add up to the step's: each
-is its own 10th percentile.)
+the step's (the interquartile mean of the kept windows' calls, jackknife interval). A step window
+dropped as an outlier drops its parts' windows of the same round too, so the parts always
+describe the step's kept rounds. (The parts' figures need not add up to the step's: each trims
+its own tails.)
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 - A **ratio of two figures** measured in the same sweep is *paired*: both measurements had a
   window in the same rounds, moments apart, so the machine's drift cancels in the per-round
-  ratio; its median over rounds gets the same distribution-free interval as a figure.
+  ratio of window figures; its median over rounds gets the distribution-free interval of a median
+  (``stats.median_ci``).
 - A ratio of figures from different sweeps (two runs, two machines) is *independent*: the two
   intervals combine in log space (half-widths add in quadrature).
 - A **Pearson r or a fitted exponent** gets a bootstrap interval: the points are resampled

@@ -7,6 +7,8 @@ conclusions the two reports draw: the best predictor of latency per runtime, the
 per model and the fastest strategy at the largest s per runtime. A conclusion is *identical*
 (same answer, both resolved), *unresolved in both*, *one-sided* (resolved in one run only, same
 leader) or *contradictory* (both resolved, different answers: the failure this guards against).
+It also recomputes every figure from the two runs' stored windows with other statistics
+(``dev/statistic_choice.py``), to show how the choice of statistic alone changes the agreement.
 
     python dev/bench_repeatability.py                    # the default sweep, twice
     python dev/bench_repeatability.py --json -- EfficientNet-B0 --strategy dwr,w
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 from devcli import parser
+from statistic_choice import compare, kept_windows
 
 from fsrt.bench import analysis
 from fsrt.bench.store import Store
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         resumed = [p["latency_ms"] for p in d3["points"]] == [p["latency_ms"] for p in d1["points"]]
         c1 = conclusions(root / "first" / "fsrt.db", d1["run_id"])
         c2 = conclusions(root / "second" / "fsrt.db", d2["run_id"])
+        by_statistic = compare(kept_windows(root / "first" / "fsrt.db"), kept_windows(root / "second" / "fsrt.db"))
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     for v in verdicts.values():
         counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
     doc = {"args": bench_args, "seconds": {"first": t1, "second": t2, "resume": t_resume}, "resumed": resumed,
-           "threads": [d1["threads"], d2["threads"]], **pts, "conclusions": verdicts, "verdict_counts": counts}
+           "threads": [d1["threads"], d2["threads"]], **pts, "conclusions": verdicts, "verdict_counts": counts,
+           "statistics": by_statistic}
     if args.json:
         print(json.dumps(doc, indent=2))
         return doc
@@ -136,6 +141,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"intervals overlap on {pts['overlapping_intervals']} of {len(pts['points'])} points")
     for k, v in verdicts.items():
         print(f"{k}: {v['first']} vs {v['second']}: {v['verdict']}")
+    for name, row in by_statistic.items():
+        print(f"figures recomputed as {name}: mean |log ratio| {100 * row['mean_abs_log_ratio']:.2f}%, "
+              f"worst {100 * row['worst_abs_log_ratio']:.2f}%")
     print(f"verdicts: {counts}; wall: {t1:.0f} s, {t2:.0f} s, resume {t_resume:.1f} s (reused: {resumed}); "
           f"threads {d1['threads']}, {d2['threads']}")
     return doc

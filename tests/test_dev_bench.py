@@ -27,42 +27,35 @@ def test_repeatability_script_runs_twice_resumes_and_compares():
     assert sum(doc["verdict_counts"].values()) == len(doc["conclusions"]) > 0
     assert set(doc["verdict_counts"]) <= {"identical", "unresolved in both", "one-sided", "one-sided, other leader",
                                           "contradictory"}
+    # recomputed from the stored windows, fsrt's own statistic gives back the stored figures' agreement
+    ours = doc["statistics"]["interquartile mean of all calls (fsrt)"]
+    assert ours["points"] == len(doc["points"])
+    assert ours["mean_abs_log_ratio"] == pytest.approx(doc["mean_abs_log_ratio"], rel=1e-9)
+    assert ours["worst_abs_log_ratio"] == pytest.approx(doc["worst_abs_log_ratio"], rel=1e-9)
 
 
 def test_fidelity_script_compares_with_the_runtimes_own_tools():
     doc = _run("bench_fidelity.py", "--quick", "--json")
     (rep,) = doc["reps"]
-    assert {"fsrt_openvino", "benchmark_app", "fsrt_ort", "ort_loop", "ort_loop_p10"} <= set(rep)
+    assert {"fsrt_openvino", "fsrt_openvino_median", "benchmark_app", "fsrt_ort", "fsrt_ort_median", "ort_loop",
+            "ort_loop_median"} <= set(rep)
     assert all(v > 0 for k, v in rep.items() if not k.endswith("_runs"))
     for tool in ("benchmark_app", "ort_loop"):   # the sandwich: the geometric mean of the runs around fsrt's
         before, after = rep[tool + "_runs"]
         assert rep[tool] == pytest.approx(math.sqrt(before * after))
-    assert set(doc["summary"]) == {"openvino", "ort", "ort (whole-run p10)"}
+    assert set(doc["summary"]) == {"openvino (median)", "ort (interquartile mean)", "ort (median)"}
 
 
-def test_fidelity_windowed_statistic_is_fsrts():
-    """A bare loop's times cut into fsrt-length windows give fsrt's figure: p10 per window, median."""
-    sys.path.insert(0, str(DEV))
-    try:
-        from bench_fidelity import windowed
-    finally:
-        sys.path.remove(str(DEV))
-    # 50 ms windows: [10..14] three times (60 ms each), then [20, 22, 24] (66 ms); [26, 28] is too
-    # short a tail (2 calls) to be a window. p10 (linear): 10.4 three times and 20.4; median 10.4.
-    times = [10.0, 11.0, 12.0, 13.0, 14.0] * 3 + [20.0, 22.0, 24.0, 26.0, 28.0]
-    assert windowed(times, 0.05) == pytest.approx(10.4)
-    assert windowed([5.0, 5.0], 1.0) == pytest.approx(5.0)   # never a full window: the whole run is one
-
-
-def test_benchmark_app_percentile_is_read_in_either_unit():
+def test_benchmark_app_median_is_read_in_either_unit():
     """benchmark_app switches to microseconds for fast graphs (seen in CI: '74.00 us')."""
     sys.path.insert(0, str(DEV))
     try:
-        from bench_fidelity import tenth_percentile_ms
+        from bench_fidelity import median_latency_ms
     finally:
         sys.path.remove(str(DEV))
-    assert tenth_percentile_ms("[ INFO ]    10 percentile:     74.00 us\n") == 0.074
-    assert tenth_percentile_ms("[ INFO ]    10 percentile:     5.66 ms\n") == 5.66
+    report = "[ INFO ] Latency:\n[ INFO ]    Median:     {}\n[ INFO ]    Average:    9.99 ms\n"
+    assert median_latency_ms(report.format("74.00 us")) == 0.074
+    assert median_latency_ms(report.format("5.66 ms")) == 5.66
 
 
 def test_precision_speed_script_gives_speedup_beside_accuracy():

@@ -1,7 +1,8 @@
 """Trustworthy latency: interleaved rounds, outlier windows, intervals, the timed call as the checked
 call, worker isolation, the measurement lock, store migration and bad timing input.
 
-References are independent of the code under test: exact binomial tails from scipy, numpy's
+References are independent of the code under test: exact binomial tails, Student's t and trimmed
+means from scipy, numpy's
 median absolute deviation, and fake runtimes whose true latency is known by construction.
 """
 
@@ -46,9 +47,44 @@ def test_median_ci_ranks_have_exact_binomial_coverage(n):
     assert 1 - 2 * sps.binom.cdf(lo + 1, n, 0.5) < 0.95
 
 
-def test_window_statistic_is_the_10th_percentile():
-    xs = list(np.random.default_rng(0).lognormal(0, 0.2, 37))
-    assert stats.window_statistic(xs) == pytest.approx(np.percentile(xs, 10))
+@pytest.mark.parametrize("n", [4, 8, 37, 100])
+def test_interquartile_mean_is_the_mean_of_the_middle_half(n):
+    xs = list(np.random.default_rng(n).lognormal(0, 0.3, n))
+    # each value repeated 4 times: the middle half of the repeated sample cuts whole values,
+    # so scipy's trimmed mean of it is the mean of the middle half with fractional edges
+    assert stats.interquartile_mean(xs) == pytest.approx(sps.trim_mean(np.repeat(xs, 4), 0.25), rel=1e-12)
+    if n % 4 == 0:
+        assert stats.interquartile_mean(xs) == pytest.approx(sps.trim_mean(xs, 0.25), rel=1e-12)
+    assert stats.window_statistic(xs) == stats.interquartile_mean(xs)
+
+
+def test_interquartile_mean_of_three_calls_weights_the_edges_by_a_quarter():
+    assert stats.interquartile_mean([30.0, 10.0, 20.0]) == pytest.approx((10 / 4 + 20 + 30 / 4) / 1.5)
+    assert stats.interquartile_mean([5.0]) == 5.0
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 5, 6, 11, 29, 30, 100])
+@pytest.mark.parametrize("p", [0.9, 0.95, 0.975, 0.995])
+def test_t_quantile_matches_scipy(df, p):
+    assert stats.t_quantile(p, df) == pytest.approx(sps.t.ppf(p, df), rel=1e-9)
+
+
+def test_pooled_interval_covers_the_true_figure_about_95_percent_of_the_time():
+    """Calls share their window's machine state (a factor per window) and jitter on their own; the
+    distribution is symmetric about 10 ms, so the true interquartile mean is 10 ms exactly."""
+    rng = np.random.default_rng(7)
+    covered, trials = 0, 400
+    for _ in range(trials):
+        windows = [list(10.0 * (1 + rng.normal(0, 0.03) + rng.normal(0, 0.02, 4))) for _ in range(12)]
+        figure, (lo, hi) = stats.pooled_figure(windows)
+        assert lo < figure < hi
+        covered += lo <= 10.0 <= hi
+    assert 0.90 <= covered / trials <= 0.99
+
+
+def test_pooled_figure_needs_three_windows_for_an_interval():
+    figure, ci = stats.pooled_figure([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+    assert figure == pytest.approx(sps.trim_mean(np.repeat([1.0, 2.0, 3.0, 2.0, 2.0, 2.0], 4), 0.25)) and ci is None
 
 
 # -- rounds against fake runtimes with known latency -----------------------------------------------
@@ -80,7 +116,7 @@ def test_a_uniformly_slow_window_is_caught_and_does_not_move_the_figure():
     states = run_rounds(["a", "b", "c"], machine.execute, _fast_cfg())
     for job, true in machine.true_ms.items():
         st = states[job]
-        assert st.figure() == pytest.approx(true * (1 + 0.002 * -1.28), rel=0.004)  # p10 of +-0.2% jitter
+        assert st.figure() == pytest.approx(true, rel=0.002)  # the middle of +-0.2% symmetric jitter
         assert len(st.kept) >= 6 and st.converged(_fast_cfg())
     assert sum(st.dropped for st in states.values()) == 3
     slow_windows = [w for st in states.values() for w in st.windows if w.value > 3 * machine.true_ms[st.job]]

@@ -145,7 +145,7 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
     worker process and checked: the outputs of the exact call that is timed must match a float64
     eager reference. Then all points are timed together in interleaved rounds: each round visits
     every point still measuring, in a fresh random order, for one short window; a point's figure
-    is the median over rounds of each window's 10th percentile, with a 95% confidence interval.
+    is the interquartile mean of all its timed calls, with a 95% confidence interval.
     A point stops when its interval is within --target-ci; a window far from the point's others
     is dropped and measured again. Points are stored in the results database keyed by a machine
     fingerprint and by every setting that changes what is measured, so rerunning the same
@@ -370,7 +370,7 @@ def _print_table(points) -> None:
     columns = list(dict.fromkeys(_column(p) for p in points))
     multi_precision = len({p.precision for p in points}) > 1
     batches = len({p.batch for p in points}) > 1
-    table = Table(title="latency (ms, median over rounds of window p10, 95% interval; * = interval above target; "
+    table = Table(title="latency (ms, interquartile mean of the timed calls, 95% interval; * = interval above target; "
                         "train: one training step)")
     extra = (("precision",) if multi_precision else ()) + (("batch",) if batches else ())
     for col in ("model", "strategy", "s", *extra, "flops", "acts", *columns):
