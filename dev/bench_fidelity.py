@@ -6,7 +6,8 @@ figure, the interquartile mean of all its timed calls, and the median of those c
 stores beside it), OpenVINO's ``benchmark_app`` (``-hint none -nstreams 1 -nireq 1 -nthreads T
 -infer_precision f32 -api sync``: the median it prints) and a bare ONNX Runtime
 ``InferenceSession.run`` loop in a fresh process (the interquartile mean and the median of its
-calls). fsrt times OpenVINO's synchronous ``infer``, hence ``-api sync``; benchmark_app's default
+calls), and a bare loop of OpenVINO's synchronous ``infer`` likewise (it separates fsrt's harness
+from the tool's own). fsrt times OpenVINO's synchronous ``infer``, hence ``-api sync``; benchmark_app's default
 asynchronous API (a request started, then its completion callback) is measured too, for
 information: it adds a hand-off per inference that a synchronous call does not pay.
 
@@ -39,21 +40,32 @@ from fsrt.bench.stats import interquartile_mean, median_ci, percentile
 
 BIN = Path(sys.executable).parent
 
-ORT_LOOP = """
-import json, sys, time, numpy as np, onnxruntime as ort
-path, threads, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
-o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL; o.log_severity_level = 3
-s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
-i = s.get_inputs()[0]
-x = np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)
-feed = {i.name: x}
+# A bare loop in a fresh process: the runtime's plain synchronous call, nothing of fsrt's.
+LOOP = """
+import json, sys, time, numpy as np
+runtime, path, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+if runtime == "ort":
+    import onnxruntime as ort
+    o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
+    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL; o.log_severity_level = 3
+    s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+    i = s.get_inputs()[0]
+    feed = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)}
+    call = lambda: s.run(None, feed)
+else:
+    import openvino as ov
+    m = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+                                              "PERFORMANCE_HINT": "LATENCY"})
+    r = m.create_infer_request()
+    x = np.random.default_rng(0).standard_normal(list(m.input(0).shape)).astype(np.float32)
+    r.set_input_tensor(ov.Tensor(x))
+    call = r.infer
 end = time.perf_counter() + 1.0
-while time.perf_counter() < end: s.run(None, feed)
+while time.perf_counter() < end: call()
 ts = []
 end = time.perf_counter() + seconds
 while time.perf_counter() < end:
-    t0 = time.perf_counter_ns(); s.run(None, feed); ts.append((time.perf_counter_ns() - t0) / 1e6)
+    t0 = time.perf_counter_ns(); call(); ts.append((time.perf_counter_ns() - t0) / 1e6)
 print(json.dumps(ts))
 """
 
@@ -91,9 +103,10 @@ def median_latency_ms(out: str) -> float:
     return float(m.group(1)) * (1e-3 if m.group(2) == "us" else 1.0)
 
 
-def ort_loop(graph: Path, threads: int, seconds: float) -> dict[str, float]:
-    """A bare InferenceSession.run loop in a fresh process: the interquartile mean and the median of its calls."""
-    out = subprocess.run([sys.executable, "-c", ORT_LOOP, str(graph), str(threads), str(seconds)], check=True,
+def bare_loop(runtime: str, graph: Path, threads: int, seconds: float) -> dict[str, float]:
+    """A bare loop of the runtime's synchronous call (``ort`` InferenceSession.run, else OpenVINO's
+    infer) in a fresh process: the interquartile mean and the median of its calls."""
+    out = subprocess.run([sys.executable, "-c", LOOP, runtime, str(graph), str(threads), str(seconds)], check=True,
                          capture_output=True, text=True).stdout
     times = json.loads(out)
     return {"iqm": interquartile_mean(times), "median": percentile(sorted(times), 50)}
@@ -101,9 +114,10 @@ def ort_loop(graph: Path, threads: int, seconds: float) -> dict[str, float]:
 
 def tools(graph: Path, threads: int, seconds: float) -> dict[str, float]:
     """One measurement by each runtime's own tool."""
-    loop = ort_loop(graph, threads, seconds)
-    return {"benchmark_app": benchmark_app(graph, threads, seconds), "ort_loop": loop["iqm"],
-            "ort_loop_median": loop["median"], "benchmark_app_async": benchmark_app(graph, threads, seconds, "async")}
+    ort, ov = bare_loop("ort", graph, threads, seconds), bare_loop("openvino", graph, threads, seconds)
+    return {"benchmark_app": benchmark_app(graph, threads, seconds), "ort_loop": ort["iqm"],
+            "ort_loop_median": ort["median"], "ov_loop": ov["iqm"], "ov_loop_median": ov["median"],
+            "benchmark_app_async": benchmark_app(graph, threads, seconds, "async")}
 
 
 def repetition(args, work: Path, i: int) -> dict:
@@ -123,6 +137,8 @@ def repetition(args, work: Path, i: int) -> dict:
 
 
 COMPARISONS = (("openvino (median)", "fsrt_openvino_median", "benchmark_app"),
+               ("openvino vs a bare loop (interquartile mean)", "fsrt_openvino", "ov_loop"),
+               ("bare openvino loop vs benchmark_app (median)", "ov_loop_median", "benchmark_app"),
                ("ort (interquartile mean)", "fsrt_ort", "ort_loop"),
                ("ort (median)", "fsrt_ort_median", "ort_loop_median"),
                ("openvino vs benchmark_app's default async API (median)", "fsrt_openvino_median",

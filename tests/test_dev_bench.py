@@ -38,13 +38,15 @@ def test_fidelity_script_compares_with_the_runtimes_own_tools():
     doc = _run("bench_fidelity.py", "--quick", "--json")
     (rep,) = doc["reps"]
     assert {"fsrt_openvino", "fsrt_openvino_median", "benchmark_app", "fsrt_ort", "fsrt_ort_median", "ort_loop",
-            "ort_loop_median"} <= set(rep)
+            "ort_loop_median", "ov_loop", "ov_loop_median"} <= set(rep)
     assert all(v > 0 for k, v in rep.items() if not k.endswith("_runs"))
     # the sandwich: the geometric mean of the runs around fsrt's
-    for tool in ("benchmark_app", "benchmark_app_async", "ort_loop"):
+    for tool in ("benchmark_app", "benchmark_app_async", "ort_loop", "ov_loop"):
         before, after = rep[tool + "_runs"]
         assert rep[tool] == pytest.approx(math.sqrt(before * after))
     assert set(doc["summary"]) == {"openvino (median)", "ort (interquartile mean)", "ort (median)",
+                                   "openvino vs a bare loop (interquartile mean)",
+                                   "bare openvino loop vs benchmark_app (median)",
                                    "openvino vs benchmark_app's default async API (median)"}
 
 
