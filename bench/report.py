@@ -322,9 +322,9 @@ def _noise_section(doc: Doc, rd: RunData, level: int, caption: str) -> None:
     doc.p("Every point was timed in interleaved rounds: each round visits every point still being measured, in a "
           "fresh random order, for one short window (untimed re-warm calls, then timed calls). A point's figure is "
           "the interquartile mean of all its timed calls (the mean of their middle half); its 95% interval is the "
-          "delete-one-window jackknife of that figure. Windows far from a point's others (beyond 5 robust sigmas and 10%) are dropped "
-          "and measured again. Comparisons within this run pair the two points' windows round by round; "
-          "comparisons between runs combine their intervals.")
+          "delete-one-window jackknife of that figure. Windows far from a point's others (beyond 5 robust sigmas "
+          "and 10%) are dropped and measured again. Comparisons within this run pair the two points' windows round "
+          "by round; comparisons between runs combine their intervals.")
     doc.table(["figure", "value"], [
         ["timing windows", n["windows"]], ["measurements", n["measurements"]],
         ["outlier windows dropped (and measured again)", n["dropped"]],
