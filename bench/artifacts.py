@@ -6,7 +6,8 @@ logits, the error each half precision's rounding gives those logits (``fsrt.accu
 the runtimes' outputs are judged against), and ONNX graphs per precision and batch for the
 runtimes that read ONNX. Files live in
 the run's work folder under names that hash the structure, so a resumed sweep reuses them; each
-is written atomically (an interrupted export leaves nothing half-written).
+is written atomically (an interrupted export leaves nothing half-written). Graphs can also come
+from a cache shared between sweeps (``fsrt.bench.export_cache``, opt-in).
 """
 
 from __future__ import annotations
@@ -106,9 +107,15 @@ class VariantArtifacts:
         every runtime that reads it is checked against the reference instead)."""
         path = self._path(f"-b{batch}-{precision}.onnx")
         if not path.exists():
-            from fsrt.exporters.onnx_export import export_onnx
+            from fsrt.bench import export_cache
 
-            export_onnx(self.model, path, batch=batch, precision=precision, parity=False, force=True)
+            key = export_cache.graph_key(self.weights(), path.name) if export_cache.cache_dir() else None
+            if key is None or not export_cache.fetch(key, path):
+                from fsrt.exporters.onnx_export import export_onnx
+
+                export_onnx(self.model, path, batch=batch, precision=precision, parity=False, force=True)
+                if key is not None:
+                    export_cache.keep(key, path)
         return path
 
     def expected(self, precision: str, batch: int) -> float | None:

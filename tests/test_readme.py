@@ -38,6 +38,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from fsrt.bench.export_cache import ENV as EXPORT_CACHE_ENV
 
 README = REPO / "README.md"
 SECTIONS = ("CLI tour", "Scaling", "Training", "Benchmark sweep", "Scaling advice", "Export")
@@ -91,10 +92,12 @@ class Runner:
     Relative paths in the README (``runs/...``, the default results database ``runs/fsrt.db``)
     land in that folder, so a section's commands share its results as a reader's would."""
 
-    def __init__(self, cwd: Path, data_root: Path | None = None):
+    def __init__(self, cwd: Path, data_root: Path | None = None, export_cache: Path | None = None):
         self.cwd, self.data_root = cwd, data_root
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        if export_cache is not None:  # the sections share exported graphs, as one reader's machine would
+            self.env[EXPORT_CACHE_ENV] = str(export_cache)
 
     def run(self, cmd: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         args = shlex.split(cmd.replace("/data/imagenet", str(self.data_root)))
@@ -444,11 +447,12 @@ def _independent(cmd: str) -> bool:
     return "EfficientNet-B0" in cmd or "--out runs/" in cmd
 
 
-def _run_section(title: str, tmp_path: Path, needs: tuple[str, ...] = (), part: bool | None = None) -> None:
+def _run_section(title: str, tmp_path: Path, needs: tuple[str, ...] = (), part: bool | None = None,
+                 export_cache: Path | None = None) -> None:
     work = tmp_path / "work"
     work.mkdir()
     (work / "my_spec.yaml").write_text(readme_spec_yaml())
-    runner = Runner(work, _imagenet_like(tmp_path / "imagenet") if "imagenet" in needs else None)
+    runner = Runner(work, _imagenet_like(tmp_path / "imagenet") if "imagenet" in needs else None, export_cache)
     for prior in needs:
         if prior != "imagenet":
             _ok(runner.run(prior, ("--epochs", "1", "--max-steps", "2")), prior)
@@ -469,8 +473,11 @@ CASES = [(t, None) for t in SECTIONS if t != "Benchmark sweep"] + [("Benchmark s
 
 @pytest.mark.parametrize(("title", "independent"), CASES,
                          ids=[t + (" (own folders)" if part else "") for t, part in CASES])
-def test_readme_section_runs_as_written(title, independent, tmp_path):
+def test_readme_section_runs_as_written(title, independent, tmp_path, tmp_path_factory):
     # the Export section uses the CLI tour's run folder; a quick run of that command makes it here
     needs = {"Training": ("imagenet",),
              "Export": ("fsrt train RegNetX-200MF --data digits --epochs 5 --out runs/rx200-digits",)}
-    _run_section(title, tmp_path, needs.get(title, ()), independent)
+    # one export cache for the whole test session (all workers): the sections' sweeps share variants
+    session = tmp_path_factory.getbasetemp()
+    cache = (session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session) / "export-cache"
+    _run_section(title, tmp_path, needs.get(title, ()), independent, cache)

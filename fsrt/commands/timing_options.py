@@ -54,8 +54,8 @@ def timing_configs(opts: dict):
     from fsrt.errors import FsrtError
 
     if opts["rounds"] < 6:
-        raise FsrtError(f"--rounds must be at least 6 (the fewest windows that give a 95% interval of a "
-                        f"median), got {opts['rounds']}")
+        raise FsrtError(f"--rounds must be at least 6 (the fewest rounds that give a paired comparison "
+                        f"its 95% interval), got {opts['rounds']}")
     if opts["max_rounds"] < opts["rounds"]:
         raise FsrtError(f"--max-rounds ({opts['max_rounds']}) must be at least --rounds ({opts['rounds']})")
     budget = opts["budget_s"]
