@@ -44,6 +44,7 @@ BIN = Path(sys.executable).parent
 LOOP = """
 import json, sys, time, numpy as np
 runtime, path, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+warmup = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
 if runtime == "ort":
     import onnxruntime as ort
     o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
@@ -60,7 +61,7 @@ else:
     x = np.random.default_rng(0).standard_normal(list(m.input(0).shape)).astype(np.float32)
     r.set_input_tensor(ov.Tensor(x))
     call = r.infer
-end = time.perf_counter() + 1.0
+end = time.perf_counter() + warmup
 while time.perf_counter() < end: call()
 ts = []
 end = time.perf_counter() + seconds
@@ -103,11 +104,12 @@ def median_latency_ms(out: str) -> float:
     return float(m.group(1)) * (1e-3 if m.group(2) == "us" else 1.0)
 
 
-def bare_loop(runtime: str, graph: Path, threads: int, seconds: float) -> dict[str, float]:
+def bare_loop(runtime: str, graph: Path, threads: int, seconds: float, warmup_s: float = 1.0) -> dict[str, float]:
     """A bare loop of the runtime's synchronous call (``ort`` InferenceSession.run, else OpenVINO's
-    infer) in a fresh process: the interquartile mean and the median of its calls."""
-    out = subprocess.run([sys.executable, "-c", LOOP, runtime, str(graph), str(threads), str(seconds)], check=True,
-                         capture_output=True, text=True).stdout
+    infer) in a fresh process, after ``warmup_s`` of untimed calls: the interquartile mean and the
+    median of its calls."""
+    out = subprocess.run([sys.executable, "-c", LOOP, runtime, str(graph), str(threads), str(seconds), str(warmup_s)],
+                         check=True, capture_output=True, text=True).stdout
     times = json.loads(out)
     return {"iqm": interquartile_mean(times), "median": percentile(sorted(times), 50)}
 

@@ -50,6 +50,13 @@ def test_fidelity_script_compares_with_the_runtimes_own_tools():
                                    "openvino vs benchmark_app's default async API (median)"}
 
 
+def test_loop_warmup_script_compares_a_short_and_a_long_warmup():
+    doc = _run("loop_warmup.py", "--quick", "--json")
+    (row,) = doc["pairs"]
+    assert row["short"] > 0 and row["long"] > 0
+    assert doc["median_ratio_long_over_short"] == pytest.approx(row["long"] / row["short"])
+
+
 def test_benchmark_app_median_is_read_in_either_unit():
     """benchmark_app switches to microseconds for fast graphs (seen in CI: '74.00 us')."""
     sys.path.insert(0, str(DEV))
