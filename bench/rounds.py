@@ -8,7 +8,7 @@ Google Benchmark's random interleaving of repetitions and pyperf's repeated work
 
 Per job, each round contributes one *window* (a few calls timed back to back). A job's figure is
 the interquartile mean of the calls of all its kept windows, with a 95% confidence interval from
-the delete-one-window jackknife (``stats.pooled_figure``). A window far
+the delete-one-window jackknife (``stats.jackknife_figure``). A window far
 from the job's other windows (beyond ``outlier_sigmas`` robust deviations and at least
 ``outlier_min`` relative) is dropped and, since kept windows are what count, measured again in
 a later round. A job stops when it has ``min_rounds`` kept windows and its interval's half-width
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from fsrt.bench.stats import STATISTIC, median, pooled_figure, window_statistic
+from fsrt.bench.stats import STATISTIC, jackknife_figure, jackknife_interval, median, window_statistic
 
 
 @dataclass(frozen=True)
@@ -74,33 +74,35 @@ class JobState:
     job: str
     windows: list[Window] = field(default_factory=list)
     error: str | None = None  # set when timing a window failed: the job is measured no further
-    _cache: tuple = field(default=(), init=False, repr=False, compare=False)  # (key, pooled figure)
+    _cache: tuple = field(default=(), init=False, repr=False, compare=False)  # (kept windows' flags, jackknife)
 
     @property
-    def kept(self) -> list[float]:
-        """Figures of the windows that count."""
-        return [w.value for w in self.windows if not w.dropped]
+    def kept(self) -> list[Window]:
+        """The windows that count."""
+        return [w for w in self.windows if not w.dropped]
 
     @property
     def dropped(self) -> int:
         """How many windows were dropped as outliers."""
         return sum(1 for w in self.windows if w.dropped)
 
-    def _pooled(self, confidence: float) -> tuple[float, tuple[float, float] | None]:
-        """``stats.pooled_figure`` of the kept windows, computed once per set of kept windows."""
-        key = (len(self.windows), tuple(w.dropped for w in self.windows), confidence)
+    def _jackknife(self) -> tuple[float, float | None]:
+        """``stats.jackknife_figure`` of the kept windows, computed once per set of kept windows."""
+        key = tuple(w.dropped for w in self.windows)
         if not self._cache or self._cache[0] != key:
-            kept = [w.times_ms for w in self.windows if not w.dropped]
-            self._cache = (key, pooled_figure(kept, confidence))
+            self._cache = (key, jackknife_figure([w.times_ms for w in self.kept]))
         return self._cache[1]
 
     def figure(self) -> float | None:
         """The interquartile mean of the kept windows' calls."""
-        return self._pooled(0.95)[0] if self.kept else None
+        return self._jackknife()[0] if self.kept else None
 
     def interval(self, confidence: float) -> tuple[float, float] | None:
         """Confidence interval of the figure (None until there are enough kept windows)."""
-        return self._pooled(confidence)[1] if self.kept else None
+        if not self.kept:
+            return None
+        figure, log_se = self._jackknife()
+        return None if log_se is None else jackknife_interval(figure, log_se, len(self.kept), confidence)
 
     def ci_rel(self, confidence: float) -> float:
         """Half-width of the interval relative to the figure (the larger side; inf when undefined)."""
@@ -111,9 +113,7 @@ class JobState:
 
     def done(self, cfg: RoundConfig) -> bool:
         """Whether this job needs no more windows."""
-        if self.error is not None or len(self.windows) >= cfg.max_rounds:
-            return True
-        return len(self.kept) >= cfg.min_rounds and self.ci_rel(cfg.confidence) <= cfg.target_ci
+        return self.error is not None or len(self.windows) >= cfg.max_rounds or self.converged(cfg)
 
     def converged(self, cfg: RoundConfig) -> bool:
         """Whether the interval met the target (the point is ``ok`` rather than ``unstable``)."""

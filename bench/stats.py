@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -115,13 +116,13 @@ def window_statistic(times_ms: list[float]) -> float:
     return interquartile_mean(times_ms)
 
 
-def pooled_figure(windows: list[list[float]], confidence: float = 0.95) -> tuple[float, tuple[float, float] | None]:
-    """A point's figure and its confidence interval from its timing windows' call times.
+def jackknife_figure(windows: list[list[float]]) -> tuple[float, float | None]:
+    """A point's figure from its timing windows' call times, and the standard error of its logarithm.
 
     The figure is the interquartile mean of all calls. Calls of one window share the machine's
-    state of that moment, so they are not independent: the interval comes from the
-    delete-one-window jackknife (the figure recomputed without each window in turn), in log space,
-    with Student's t on ``windows - 1`` degrees of freedom. None for fewer than 3 windows.
+    state of that moment, so they are not independent: the standard error comes from the
+    delete-one-window jackknife (the figure recomputed without each window in turn), in log space.
+    None for fewer than 3 windows.
     """
     arrays = [np.asarray(w, dtype=np.float64) for w in windows]
     figure = interquartile_mean(np.concatenate(arrays)) if arrays else float("nan")
@@ -129,9 +130,15 @@ def pooled_figure(windows: list[list[float]], confidence: float = 0.95) -> tuple
     if n < 3:
         return figure, None
     leave_one_out = np.log([interquartile_mean(np.concatenate(arrays[:i] + arrays[i + 1:])) for i in range(n)])
-    se = math.sqrt((n - 1) / n * float(np.sum((leave_one_out - leave_one_out.mean()) ** 2)))
-    half = t_quantile(0.5 + confidence / 2, n - 1) * se
-    return figure, (figure * math.exp(-half), figure * math.exp(half))
+    return figure, math.sqrt((n - 1) / n * float(np.sum((leave_one_out - leave_one_out.mean()) ** 2)))
+
+
+def jackknife_interval(figure: float, log_se: float, windows: int,
+                       confidence: float = 0.95) -> tuple[float, float]:
+    """The confidence interval of a jackknifed figure: Student's t on ``windows - 1`` degrees of
+    freedom, in log space."""
+    half = t_quantile(0.5 + confidence / 2, windows - 1) * log_se
+    return figure * math.exp(-half), figure * math.exp(half)
 
 
 def t_cdf_two_sided(t: float, df: int) -> float:
@@ -158,6 +165,7 @@ def t_cdf_two_sided(t: float, df: int) -> float:
     return 2.0 / math.pi * (theta + total)
 
 
+@functools.cache
 def t_quantile(p: float, df: int) -> float:
     """The ``p`` quantile (p > 0.5) of Student's t with ``df`` degrees of freedom, by bisection."""
     target = 2 * p - 1  # P(|T| < t)

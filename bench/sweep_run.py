@@ -121,7 +121,7 @@ def measured_point(base: Point, state: JobState, prepared: Prepared, plan: Bench
     """A job's point from its windows: the figure, its interval and pooled statistics."""
     if state.error:
         return base.replace(status=Status.ERROR, reason=state.error, note=prepared.note)
-    kept = [w for w in state.windows if not w.dropped]
+    kept = state.kept
     pooled = LatencyStats.of([t for w in kept for t in w.times_ms])
     ci = state.interval(plan.rounds.confidence)
     status = Status.OK if state.converged(plan.rounds) else Status.UNSTABLE

@@ -1,14 +1,14 @@
 """Does fsrt's figure agree with each runtime's own tool on the same graph?
 
 Measures, in one run, the same ONNX graph (the one ``fsrt bench`` exports and times) at the same
-thread count three ways, each compared with the same statistic on both sides: ``fsrt bench`` (its
+thread count four ways, each compared with the same statistic on both sides: ``fsrt bench`` (its
 figure, the interquartile mean of all its timed calls, and the median of those calls that it
 stores beside it), OpenVINO's ``benchmark_app`` (``-hint none -nstreams 1 -nireq 1 -nthreads T
 -infer_precision f32 -api sync``: the median it prints) and a bare ONNX Runtime
 ``InferenceSession.run`` loop in a fresh process (the interquartile mean and the median of its
 calls), and a bare loop of OpenVINO's synchronous ``infer`` likewise (it separates fsrt's harness
-from the tool's own). fsrt times OpenVINO's synchronous ``infer``, hence ``-api sync``; benchmark_app's default
-asynchronous API (a request started, then its completion callback) is measured too, for
+from the tool's own). fsrt times OpenVINO's synchronous ``infer``, hence ``-api sync``;
+benchmark_app's default asynchronous API (a request started, then its completion callback) is measured too, for
 information: it adds a hand-off per inference that a synchronous call does not pay.
 
 The machine's speed drifts by 10-20% over seconds on a shared VM, more than the 3% asked of the

@@ -43,7 +43,7 @@ def kept_windows(db: Path) -> dict[str, Windows]:
     """Every measured point's kept windows (call times), by measurement key, from every run stored."""
     wins: dict[str, list[Window]] = {}
     with Store(db) as st:
-        for (machine_id,) in st.db.execute("SELECT id FROM machines").fetchall():
+        for machine_id in st.machines():
             mkeys = sorted({p.mkey for p in st.machine_points(machine_id) if p.measured and p.mkey})
             wins.update(st.windows(machine_id, mkeys))
     return {k: [list(w.times_ms) for w in ws if not w.dropped] for k, ws in wins.items() if ws}

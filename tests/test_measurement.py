@@ -26,7 +26,7 @@ from conftest import assert_one_line_error, run_fsrt
 from fsrt.bench import stats
 from fsrt.bench.noise import choose_threads, run_noise, spread
 from fsrt.bench.points import Point, Status
-from fsrt.bench.rounds import RoundConfig, Window, flag_outliers, run_rounds
+from fsrt.bench.rounds import JobState, RoundConfig, Window, flag_outliers, run_rounds
 from fsrt.bench.uncertainty import independent_ratio, paired_ratio
 
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store_v1.db"
@@ -69,6 +69,10 @@ def test_t_quantile_matches_scipy(df, p):
     assert stats.t_quantile(p, df) == pytest.approx(sps.t.ppf(p, df), rel=1e-9)
 
 
+def _job(windows: list[list[float]]) -> JobState:
+    return JobState("x", [Window(i, tuple(w), 0.0) for i, w in enumerate(windows)])
+
+
 def test_pooled_interval_covers_the_true_figure_about_95_percent_of_the_time():
     """Calls share their window's machine state (a factor per window) and jitter on their own; the
     distribution is symmetric about 10 ms, so the true interquartile mean is 10 ms exactly."""
@@ -76,14 +80,16 @@ def test_pooled_interval_covers_the_true_figure_about_95_percent_of_the_time():
     covered, trials = 0, 400
     for _ in range(trials):
         windows = [list(10.0 * (1 + rng.normal(0, 0.03) + rng.normal(0, 0.02, 4))) for _ in range(12)]
-        figure, (lo, hi) = stats.pooled_figure(windows)
+        st = _job(windows)
+        figure, (lo, hi) = st.figure(), st.interval(0.95)
         assert lo < figure < hi
         covered += lo <= 10.0 <= hi
     assert 0.90 <= covered / trials <= 0.99
 
 
 def test_pooled_figure_needs_three_windows_for_an_interval():
-    figure, ci = stats.pooled_figure([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+    st = _job([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+    figure, ci = st.figure(), st.interval(0.95)
     assert figure == pytest.approx(sps.trim_mean(np.repeat([1.0, 2.0, 3.0, 2.0, 2.0, 2.0], 4), 0.25)) and ci is None
 
 
