@@ -24,6 +24,7 @@ class OrtRunner(Runner):
 
     name = "ort"
     needs_onnx = True
+    loads_torch = False
     provider_cpu, provider_cuda = "CPUExecutionProvider", "CUDAExecutionProvider"
 
     def provider(self, device: str) -> str:
@@ -122,6 +123,7 @@ class OpenVinoRunner(Runner):
     name = "openvino"
     devices = ("cpu",)
     needs_onnx = True
+    loads_torch = False
 
     def unavailable_reason(self, device: str) -> str | None:
         if not module_available("openvino"):

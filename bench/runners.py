@@ -72,6 +72,10 @@ class Runner:
         raise NotImplementedError
 
     needs_onnx = False  # reads the variant's ONNX graph (exported before preparing)
+    # Runs through PyTorch. A runtime that does not is timed in a worker that never imports torch,
+    # as its deployment would be: 2.6-2.9 s and 270 MB less per worker start, and no second
+    # OpenMP runtime or allocator beside the one measured.
+    loads_torch = True
 
     def bind(self, x: np.ndarray) -> Callable[[], object]:
         """The timed call: a no-argument callable running one inference on ``x`` (float32 NCHW,

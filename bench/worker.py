@@ -5,7 +5,9 @@ OpenVINO's TBB) and arenas that never shrink. In one process, the runtime timed 
 still burns a core while the next one is timed, and memory figures mix every runtime's.
 Each runtime therefore lives in its own ``python -m fsrt.bench.worker`` process, which sits
 blocked on its pipe until the coordinator asks it to time a window; the coordinator wakes one
-worker at a time and pauses between windows (``RoundConfig.cooldown_s``).
+worker at a time and pauses between windows (``RoundConfig.cooldown_s``). A worker loads what its
+runtime needs and nothing else: ONNX Runtime's and OpenVINO's never import torch
+(``Runner.loads_torch``), as a deployment of them would not.
 
 Protocol: pickled tuples over the worker's stdin/stdout. The first message is a ``HostConfig``;
 then ``("prepare", PrepareRequest)``, ``("window", job)``, ``("parts", job)`` (a training step's
@@ -198,6 +200,14 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {first_line(e)[:300]}" if str(e).strip() else type(e).__name__
 
 
+def _loads_torch(runtime: str) -> bool:
+    """Whether the runtime runs through PyTorch (unknown names: assume it does)."""
+    from fsrt.bench.runners import all_runners
+
+    runner = all_runners().get(runtime)
+    return runner is None or runner.loads_torch
+
+
 def _configure_threads(threads: int) -> None:
     import torch
 
@@ -216,7 +226,8 @@ def main() -> None:
     os.dup2(2, 1)  # anything a library prints goes to the log, never into the protocol
     sys.stdout = sys.stderr
     cfg: HostConfig = pickle.load(proto_in)
-    _configure_threads(cfg.threads)
+    if _loads_torch(cfg.runtime):  # otherwise torch is never imported here (``Runner.loads_torch``)
+        _configure_threads(cfg.threads)
     host = JobHost(cfg)
     handlers = {"prepare": host.prepare, "window": host.window, "parts": host.parts, "release": host.release}
     while True:
@@ -233,6 +244,13 @@ def main() -> None:
         pickle.dump(reply, proto_out, protocol=pickle.HIGHEST_PROTOCOL)
         proto_out.flush()
     host.close()
+    print(f"{cfg.runtime} worker ends; libraries loaded in it: {', '.join(_loaded_libraries()) or 'none'}",
+          file=sys.stderr, flush=True)
+
+
+def _loaded_libraries() -> list[str]:
+    """The model libraries this process has imported (logged: what the timed process carried)."""
+    return [m for m in ("torch", "onnxruntime", "openvino", "tensorrt", "triton") if m in sys.modules]
 
 
 if __name__ == "__main__":

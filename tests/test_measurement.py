@@ -286,19 +286,24 @@ def test_parity_checks_the_outputs_of_the_timed_call(tmp_path):
 # -- worker processes: real runtimes, real memory ---------------------------------------------------
 def test_workers_measure_each_runtime_in_its_own_process_with_meaningful_memory(tmp_path):
     res = run_fsrt("bench", "RegNetX-200MF", "--resolution", "32", "--strategy", "w", "--sweep", "s=1",
-                   "--precision", "fp32", "--runtimes", "eager,ort", "--threads", "1", "--measure-s", "0.02",
+                   "--precision", "fp32", "--runtimes", "eager,ort,openvino", "--threads", "1", "--measure-s", "0.02",
                    "--warmup-s", "0.02",
                    "--max-rounds", "7", "--no-report", "--out", str(tmp_path / "r"), "--db", str(tmp_path / "f.db"),
                    "--json")
     assert res.code == 0, res.err
     pts = {p["runtime"]: p for p in res.json()["points"]}
     weights = 2_684_792 * 4  # RegNetX-200MF params in fp32
-    for rt in ("eager", "ort"):
+    for rt in ("eager", "ort", "openvino"):
         assert pts[rt]["mem_kind"].startswith("peak resident memory growth")
         assert pts[rt]["peak_mem_bytes"] >= weights, (rt, pts[rt]["peak_mem_bytes"])  # weights are resident
         assert pts[rt]["peak_mem_bytes"] < 40 * weights  # and not the whole interpreter
-    logs = sorted(p.name for p in (tmp_path / "r" / "work" / "logs").iterdir())
-    assert logs == ["eager.log", "ort.log"]  # one worker process per runtime
+    logs = tmp_path / "r" / "work" / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["eager.log", "openvino.log", "ort.log"]  # a process each
+    # each worker carried its own runtime and nothing else: torch beside OpenVINO changed its speed
+    loaded = {rt: (logs / f"{rt}.log").read_text().strip().splitlines()[-1] for rt in ("eager", "ort", "openvino")}
+    assert "torch" in loaded["eager"], loaded
+    assert loaded["ort"].endswith("libraries loaded in it: onnxruntime"), loaded
+    assert loaded["openvino"].endswith("libraries loaded in it: openvino"), loaded
 
 
 # -- the machine-wide measurement lock --------------------------------------------------------------
