@@ -61,12 +61,16 @@ else:
     x = np.random.default_rng(0).standard_normal(list(m.input(0).shape)).astype(np.float32)
     r.set_input_tensor(ov.Tensor(x))
     call = r.infer
+window, gap = (float(sys.argv[6]), float(sys.argv[7])) if len(sys.argv) > 7 else (seconds, 0.0)
 end = time.perf_counter() + warmup
 while time.perf_counter() < end: call()
-ts = []
-end = time.perf_counter() + seconds
-while time.perf_counter() < end:
-    t0 = time.perf_counter_ns(); call(); ts.append((time.perf_counter_ns() - t0) / 1e6)
+ts, timed = [], 0.0
+while timed < seconds:  # windows of `window` timed seconds, each after one untimed call and `gap` s asleep
+    if gap: time.sleep(gap); call()
+    start = time.perf_counter(); end = start + min(window, seconds - timed)
+    while time.perf_counter() < end:
+        t0 = time.perf_counter_ns(); call(); ts.append((time.perf_counter_ns() - t0) / 1e6)
+    timed += time.perf_counter() - start
 print(json.dumps(ts))
 """
 
@@ -104,12 +108,15 @@ def median_latency_ms(out: str) -> float:
     return float(m.group(1)) * (1e-3 if m.group(2) == "us" else 1.0)
 
 
-def bare_loop(runtime: str, graph: Path, threads: int, seconds: float, warmup_s: float = 1.0) -> dict[str, float]:
+def bare_loop(runtime: str, graph: Path, threads: int, seconds: float, warmup_s: float = 1.0,
+              burst: tuple[float, float] | None = None) -> dict[str, float]:
     """A bare loop of the runtime's synchronous call (``ort`` InferenceSession.run, else OpenVINO's
     infer) in a fresh process, after ``warmup_s`` of untimed calls: the interquartile mean and the
-    median of its calls."""
-    out = subprocess.run([sys.executable, "-c", LOOP, runtime, str(graph), str(threads), str(seconds), str(warmup_s)],
-                         check=True, capture_output=True, text=True).stdout
+    median of its calls. ``burst=(window_s, gap_s)`` times in windows like a sweep does: each
+    window of ``window_s`` timed seconds follows ``gap_s`` seconds asleep and one untimed call."""
+    extra = [str(burst[0]), str(burst[1])] if burst else []
+    out = subprocess.run([sys.executable, "-c", LOOP, runtime, str(graph), str(threads), str(seconds), str(warmup_s),
+                          *extra], check=True, capture_output=True, text=True).stdout
     times = json.loads(out)
     return {"iqm": interquartile_mean(times), "median": percentile(sorted(times), 50)}
 

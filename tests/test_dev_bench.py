@@ -50,11 +50,30 @@ def test_fidelity_script_compares_with_the_runtimes_own_tools():
                                    "openvino vs benchmark_app's default async API (median)"}
 
 
-def test_loop_warmup_script_compares_a_short_and_a_long_warmup():
-    doc = _run("loop_warmup.py", "--quick", "--json")
+def test_paired_fidelity_script_alternates_fsrt_workers_with_bare_processes():
+    doc = _run("fidelity_paired.py", "--quick", "--json")
+    assert len(doc["runs"]) == 2
+    for rt in ("ort", "openvino"):
+        both = "fsrt / bare (geometric mean of before and after)"
+        for run in doc["runs"]:
+            res = run[rt]
+            assert res["rounds"] == 3 and all(ms > 0 for ms in res["ms"].values())
+            # fsrt's worker timed the same graph as the bare processes (not, say, the tiny primer)
+            assert 0.5 < res[both]["pooled_ratio"] < 2
+            before, after = (res[f"fsrt / bare started {w} fsrt"]["pooled_ratio"] for w in ("before", "after"))
+            assert res[both]["pooled_ratio"] == pytest.approx(math.sqrt(before * after))
+        pooled = [run[rt][both]["pooled_ratio"] for run in doc["runs"]]
+        summary = doc["summary"][rt][both]
+        assert summary["ratio"] == pytest.approx(math.sqrt(pooled[0] * pooled[1]))
+        assert summary["ci95"][0] < summary["ratio"] < summary["ci95"][1]
+
+
+def test_loop_ab_script_compares_two_loop_conditions():
+    doc = _run("loop_ab.py", "--quick", "--json", "--b", "window=0.1,gap=0.05")
     (row,) = doc["pairs"]
-    assert row["short"] > 0 and row["long"] > 0
-    assert doc["median_ratio_long_over_short"] == pytest.approx(row["long"] / row["short"])
+    assert row["A"] > 0 and row["B"] > 0
+    assert doc["conditions"]["B"] == {"warmup": 1.0, "window": 0.1, "gap": 0.05}
+    assert doc["median_ratio_b_over_a"] == pytest.approx(row["B"] / row["A"])
 
 
 def test_benchmark_app_median_is_read_in_either_unit():
