@@ -68,11 +68,14 @@ def test_paired_fidelity_script_alternates_fsrt_workers_with_bare_processes():
         assert summary["ci95"][0] < summary["ratio"] < summary["ci95"][1]
 
 
-def test_loop_ab_script_compares_two_loop_conditions():
-    doc = _run("loop_ab.py", "--quick", "--json", "--b", "window=0.1,gap=0.05")
+@pytest.mark.parametrize(("b", "cond", "statistic"), [("window=0.1,gap=0.05", {"window": 0.1, "gap": 0.05}, "iqm"),
+                                                      ("app=1", {"app": 1.0}, "median")])
+def test_loop_ab_script_compares_two_loop_conditions(b, cond, statistic):
+    doc = _run("loop_ab.py", "--quick", "--json", "--b", b)
     (row,) = doc["pairs"]
     assert row["A"] > 0 and row["B"] > 0
-    assert doc["conditions"]["B"] == {"warmup": 1.0, "window": 0.1, "gap": 0.05}
+    assert doc["conditions"]["B"] == {"warmup": 1.0, **cond}
+    assert doc["statistic"] == statistic  # benchmark_app prints a median: both sides use it then
     assert doc["median_ratio_b_over_a"] == pytest.approx(row["B"] / row["A"])
 
 
