@@ -2,7 +2,8 @@
 
 Runs ``fsrt bench [ARGS]`` (default: the defaults of ``make bench``) twice, one after the other,
 each into a fresh folder and database, then reruns the first (which must resume in seconds).
-Prints per point the ratio of the two figures (mean and worst |log ratio|), and compares the
+Prints per point the ratio of the two figures (mean and worst |log ratio|), the common shift all
+points share (the machine's speed between the runs) and the deviation left around it, and compares the
 conclusions the two reports draw: the best predictor of latency per runtime, the fastest runtime
 per model and the fastest strategy at the largest s per runtime. A conclusion is *identical*
 (same answer, both resolved), *unresolved in both*, *one-sided* (resolved in one run only, same
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +79,20 @@ def classify(a: tuple[str, bool], b: tuple[str, bool]) -> str:
     return "one-sided" if a[0] == b[0] else "one-sided, other leader"
 
 
+def common_shift(rows: list[dict]) -> dict:
+    """The machine's speed change between the runs, and what is left without it: the median ratio
+    second / first over all points, and the mean and worst |log ratio| around that median. A
+    shift every point shares (the VM was slower during one run) changes absolute figures but
+    none of a run's comparisons; the residual is how far the runs' structure differs."""
+    if not rows:
+        return {"common_shift": None, "mean_abs_log_residual": None, "worst_abs_log_residual": None}
+    logs = [math.log(r["ratio"]) for r in rows]
+    mid = statistics.median(logs)
+    residual = [abs(x - mid) for x in logs]
+    return {"common_shift": math.exp(mid), "mean_abs_log_residual": sum(residual) / len(residual),
+            "worst_abs_log_residual": max(residual), "points_slower_in_first": sum(x > 0 for x in logs)}
+
+
 def compare_points(p1: list[dict], p2: list[dict]) -> dict:
     """Per point ratio of the two runs' figures."""
     key = lambda p: (p["model"], p["strategy"], p["s"], p["runtime"], p["precision"], p["batch"])  # noqa: E731
@@ -97,7 +113,7 @@ def compare_points(p1: list[dict], p2: list[dict]) -> dict:
                      "second_ci": [q["latency_lo_ms"], q["latency_hi_ms"]]})
     logs = [abs(math.log(r["ratio"])) for r in rows]
     return {"points": rows, "mean_abs_log_ratio": sum(logs) / len(logs) if logs else None,
-            "worst_abs_log_ratio": max(logs, default=None),
+            "worst_abs_log_ratio": max(logs, default=None), **common_shift(rows),
             "overlapping_intervals": sum(1 for r in rows if None not in r["first_ci"] + r["second_ci"]
                                          and r["first_ci"][0] <= r["second_ci"][1]
                                          and r["second_ci"][0] <= r["first_ci"][1])}
@@ -139,6 +155,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"  x{r['ratio']:.4f}")
     print(f"mean |log ratio| {100 * pts['mean_abs_log_ratio']:.2f}%, worst {100 * pts['worst_abs_log_ratio']:.2f}%, "
           f"intervals overlap on {pts['overlapping_intervals']} of {len(pts['points'])} points")
+    print(f"common shift second / first x{pts['common_shift']:.4f} ({pts['points_slower_in_first']} of "
+          f"{len(pts['points'])} points slower in the first run); around it: mean "
+          f"{100 * pts['mean_abs_log_residual']:.2f}%, worst {100 * pts['worst_abs_log_residual']:.2f}%")
     for k, v in verdicts.items():
         print(f"{k}: {v['first']} vs {v['second']}: {v['verdict']}")
     for name, row in by_statistic.items():
