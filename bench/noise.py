@@ -4,7 +4,8 @@ On a shared 2-vCPU virtual machine a two-thread operator waits for the slower vC
 window-to-window spread at two threads was measured at 6-11% where one thread gave about 1%.
 fsrt does not assume this: ``probe_threads`` times a fixed convolution in interleaved windows at
 one thread and at every core, and ``choose_threads`` keeps all cores only when they are faster
-and their spread is within twice the one-thread spread (or under 1%) and under 3% in any case.
+and their spread is within twice the one-thread spread (or under 1%) and under 3% in any case,
+over the whole probe and in each of its halves (``decide_threads``).
 The decision is stored per machine so later runs (and resumes) use the same thread count;
 ``--threads N`` overrides it.
 
@@ -73,7 +74,25 @@ def choose_threads(cores: int, spread_1: float, spread_all: float, ms_1: float, 
                f"need a spread within max(2 x 1-thread, 1%) and 3%)")
 
 
-def probe_threads(cores: int | None = None, windows: int = 12, window_s: float = 0.08) -> ThreadProbe:
+def decide_threads(cores: int, values_1: list[float], values_all: list[float]) -> tuple[int, str]:
+    """``choose_threads`` on the whole probe, with all cores kept only if each half of the probe's
+    windows (first and second) chooses them too: on a VM whose noise comes and goes, one passing
+    look flipped the choice between two runs a few minutes apart (1-thread and 2-thread figures
+    then differ by 40%), and a choice the machine's noise can flip is not taken."""
+    whole = choose_threads(cores, spread(values_1), spread(values_all), median(values_1), median(values_all))
+    if whole[0] == 1:
+        return whole
+    h1, ha = len(values_1) // 2, len(values_all) // 2
+    halves = [choose_threads(cores, spread(v1), spread(va), median(v1), median(va))
+              for v1, va in ((values_1[:h1], values_all[:ha]), (values_1[h1:], values_all[ha:]))]
+    failed = [f"{name} half: {rule}" for name, (n, rule) in zip(("first", "second"), halves, strict=True) if n == 1]
+    if failed:
+        return 1, (f"1 thread: all {cores} cores passed over the whole probe but not in both of its halves "
+                   f"({'; '.join(failed)})")
+    return whole
+
+
+def probe_threads(cores: int | None = None, windows: int = 24, window_s: float = 0.08) -> ThreadProbe:
     """Time a fixed 3x3 convolution in alternating windows at 1 thread and at ``cores`` threads."""
     import torch
 
@@ -97,7 +116,7 @@ def probe_threads(cores: int | None = None, windows: int = 12, window_s: float =
         torch.set_num_threads(old)
     s1, sall = spread(values[1]), spread(values[cores])
     ms_1, ms_all = median(values[1]), median(values[cores])
-    chosen, rule = choose_threads(cores, s1, sall, ms_1, ms_all)
+    chosen, rule = decide_threads(cores, values[1], values[cores])
     return ThreadProbe(cores, s1, sall, ms_1, ms_all, windows, chosen, rule)
 
 

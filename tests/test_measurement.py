@@ -24,7 +24,7 @@ from sweep_helpers import sweep_in_process
 
 from conftest import assert_one_line_error, run_fsrt
 from fsrt.bench import stats
-from fsrt.bench.noise import choose_threads, run_noise, spread
+from fsrt.bench.noise import choose_threads, decide_threads, run_noise, spread
 from fsrt.bench.points import Point, Status
 from fsrt.bench.rounds import JobState, RoundConfig, Window, flag_outliers, run_rounds
 from fsrt.bench.uncertainty import independent_ratio, paired_ratio
@@ -233,6 +233,17 @@ def test_thread_choice_rule():
     assert choose_threads(2, 0.02, 0.035, 10.0, 6.0)[0] == 1  # over 3% is never accepted
     assert choose_threads(2, 0.003, 0.004, 10.0, 11.0)[0] == 1  # all cores no faster: not really free
     assert choose_threads(1, 0.0, 0.0, 1.0, 1.0) == (1, "one core")
+
+
+def test_all_cores_are_kept_only_when_both_halves_of_the_probe_agree():
+    one = [10.0 * (1 + 0.004 * ((i % 3) - 1)) for i in range(24)]  # 1 thread: 0.4% wiggle
+    quiet = [6.0 * (1 + 0.004 * ((i % 3) - 1)) for i in range(24)]  # all cores: as quiet, and faster
+    assert decide_threads(2, one, quiet)[0] == 2
+    # the same, but the machine got noisy during the second half: +-8% there
+    noisy_end = quiet[:12] + [6.0 * (1 + 0.08 * ((i % 3) - 1)) for i in range(12)]
+    assert spread(noisy_end) < 0.01  # the whole probe's robust spread still passes
+    chosen, rule = decide_threads(2, one, noisy_end)
+    assert chosen == 1 and "second half" in rule and "first half" not in rule
 
 
 # -- the timed call is the checked call -------------------------------------------------------------
