@@ -90,7 +90,7 @@ def common_shift(rows: list[dict]) -> dict:
     mid = statistics.median(logs)
     residual = [abs(x - mid) for x in logs]
     return {"common_shift": math.exp(mid), "mean_abs_log_residual": sum(residual) / len(residual),
-            "worst_abs_log_residual": max(residual), "points_slower_in_first": sum(x > 0 for x in logs)}
+            "worst_abs_log_residual": max(residual), "points_slower_in_second": sum(x > 0 for x in logs)}
 
 
 def compare_points(p1: list[dict], p2: list[dict]) -> dict:
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"  x{r['ratio']:.4f}")
     print(f"mean |log ratio| {100 * pts['mean_abs_log_ratio']:.2f}%, worst {100 * pts['worst_abs_log_ratio']:.2f}%, "
           f"intervals overlap on {pts['overlapping_intervals']} of {len(pts['points'])} points")
-    print(f"common shift second / first x{pts['common_shift']:.4f} ({pts['points_slower_in_first']} of "
-          f"{len(pts['points'])} points slower in the first run); around it: mean "
+    print(f"common shift second / first x{pts['common_shift']:.4f} ({pts['points_slower_in_second']} of "
+          f"{len(pts['points'])} points slower in the second run); around it: mean "
           f"{100 * pts['mean_abs_log_residual']:.2f}%, worst {100 * pts['worst_abs_log_residual']:.2f}%")
     for k, v in verdicts.items():
         print(f"{k}: {v['first']} vs {v['second']}: {v['verdict']}")

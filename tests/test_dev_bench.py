@@ -40,13 +40,13 @@ def test_common_shift_separates_the_machines_speed_from_the_runs_structure():
         from bench_repeatability import common_shift
     finally:
         sys.path.remove(str(DEV))
-    # every point 5% slower in the first run, two of them also off by 2% and 4% on their own
+    # every point 5% slower in the second run, two of them also off by 2% and 4% on their own
     rows = [{"ratio": r} for r in (1.05, 1.05 * 1.02, 1.05 / 1.04, 1.05)]
     got = common_shift(rows)
     assert got["common_shift"] == pytest.approx(1.05)
     assert got["mean_abs_log_residual"] == pytest.approx((math.log(1.02) + math.log(1.04)) / 4)
     assert got["worst_abs_log_residual"] == pytest.approx(math.log(1.04))
-    assert got["points_slower_in_first"] == 4
+    assert got["points_slower_in_second"] == 4
 
 
 def test_fidelity_script_compares_with_the_runtimes_own_tools():
