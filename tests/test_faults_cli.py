@@ -181,8 +181,12 @@ def test_bare_fsrt_prints_the_help_like_click():
 
 # -- 11: Ctrl-C and SIGTERM ----------------------------------------------------------------------------------
 def _start(*args: str, cwd=None) -> subprocess.Popen:
+    """fsrt as a terminal's foreground command runs it: SIGINT at its default. A suite started as a
+    background job (``make test &``, nohup) has SIGINT ignored, and a child inherits that; fsrt rightly
+    keeps an inherited ignore (the shell asked for it), so Ctrl-C could not be tested from there."""
     return subprocess.Popen([sys.executable, "-c", "from fsrt.cli import main; main()", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 300) -> str:
