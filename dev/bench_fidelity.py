@@ -40,27 +40,35 @@ from fsrt.bench.stats import interquartile_mean, median_ci, percentile
 
 BIN = Path(sys.executable).parent
 
-# A bare loop in a fresh process: the runtime's plain synchronous call, nothing of fsrt's.
-LOOP = """
-import json, sys, time, numpy as np
-runtime, path, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-warmup = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
+# The runtime's plain synchronous call in a bare process, nothing of fsrt's: needs ``runtime``,
+# ``path``, ``threads`` and ``make_x(shape)`` (the input), defines ``call``. Shared by the bare
+# processes of every dev script, so they all time the same call.
+BARE_CALL = """
 if runtime == "ort":
     import onnxruntime as ort
     o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL; o.log_severity_level = 3
     s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
     i = s.get_inputs()[0]
-    feed = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)}
+    feed = {i.name: make_x(list(i.shape))}
     call = lambda: s.run(None, feed)
 else:
     import openvino as ov
     m = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
                                               "PERFORMANCE_HINT": "LATENCY"})
     r = m.create_infer_request()
-    x = np.random.default_rng(0).standard_normal(list(m.input(0).shape)).astype(np.float32)
-    r.set_input_tensor(ov.Tensor(x))
+    x_in = make_x(list(m.input(0).shape))  # the tensor shares this memory: keep it alive
+    r.set_input_tensor(ov.Tensor(x_in))
     call = r.infer
+"""
+
+# A bare loop in a fresh process, on a standard-normal input.
+LOOP = """
+import json, sys, time, numpy as np
+runtime, path, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+warmup = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
+make_x = lambda shape: np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+""" + BARE_CALL + """
 window, gap = (float(sys.argv[6]), float(sys.argv[7])) if len(sys.argv) > 7 else (seconds, 0.0)
 end = time.perf_counter() + warmup
 while time.perf_counter() < end: call()

@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_fidelity import fsrt_figures, timed_graph
+from bench_fidelity import BARE_CALL, fsrt_figures, timed_graph
 from devcli import parser
 
 from fsrt.bench.host import HostConfig, PrepareRequest
@@ -58,19 +58,8 @@ BARE = """
 import json, sys, time, numpy as np
 runtime, path, inputs, threads, window = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
 x = np.ascontiguousarray(np.load(inputs).astype(np.float32))
-if runtime == "ort":
-    import onnxruntime as ort
-    o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
-    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL; o.log_severity_level = 3
-    s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
-    feed = {s.get_inputs()[0].name: x}
-    call = lambda: s.run(None, feed)
-else:
-    import openvino as ov
-    m = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
-                                              "PERFORMANCE_HINT": "LATENCY"})
-    r = m.create_infer_request(); r.set_input_tensor(ov.Tensor(x))
-    call = r.infer
+make_x = lambda shape: x
+""" + BARE_CALL + """
 end = time.perf_counter() + 1.0
 while time.perf_counter() < end: call()
 print("ready", flush=True)
