@@ -157,9 +157,12 @@ def main(argv: list[str] | None = None) -> dict:
         args.bases, args.s, args.runtimes, args.resolution = "RegNetX-200MF", "1,2,4,8", "eager", 32
         args.max_rounds, args.measure_s, args.warmup_s = 6, 0.02, 0.02
         if args.db == ap.get_default("db"):
+            import atexit
+            import shutil
             import tempfile
 
             tmp = Path(tempfile.mkdtemp(prefix="fsrt-latency-model-"))
+            atexit.register(shutil.rmtree, tmp, True)  # a smoke run's graphs are hundreds of MB: not left in /tmp
             args.db, args.work = str(tmp / "fsrt.db"), str(tmp / "work")
     args.bases = [b.strip() for b in args.bases.split(",") if b.strip()]
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]

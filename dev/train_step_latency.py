@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,18 +86,22 @@ def main() -> None:
         bench_args = [*bench_args, "--no-report"]
     folder = args.out or Path(tempfile.mkdtemp(prefix="fsrt-train-latency-"))
     load0 = os.getloadavg()
-    wall, doc = run_bench(bench_args, folder)
-    out = {"command": ["fsrt", "bench", "--mode", "both", *bench_args], "wall_s": round(wall, 1),
-           "cpus": os.cpu_count(), "load_avg_1m": {"start": load0[0], "end": os.getloadavg()[0]},
-           "unavailable": doc["unavailable"], "folder": str(folder),
-           "statuses": {s: sum(1 for p in doc["points"] if p["status"] == s)
-                        for s in sorted({p["status"] for p in doc["points"]})},
-           **tables(folder / "fsrt.db", doc["run_id"])}
+    try:
+        wall, doc = run_bench(bench_args, folder)
+        out = {"command": ["fsrt", "bench", "--mode", "both", *bench_args], "wall_s": round(wall, 1),
+               "cpus": os.cpu_count(), "load_avg_1m": {"start": load0[0], "end": os.getloadavg()[0]},
+               "unavailable": doc["unavailable"], "folder": str(args.out) if args.out else "(removed; --out keeps it)",
+               "statuses": {s: sum(1 for p in doc["points"] if p["status"] == s)
+                            for s in sorted({p["status"] for p in doc["points"]})},
+               **tables(folder / "fsrt.db", doc["run_id"])}
+    finally:
+        if args.out is None:  # a temporary run folder holds hundreds of MB of graphs: do not leave it in /tmp
+            shutil.rmtree(folder, ignore_errors=True)
     if args.json:
         print(json.dumps(out, indent=2))
         return
     print(f"{' '.join(out['command'])}\n{out['wall_s']} s on {out['cpus']} CPUs, load average "
-          f"{out['load_avg_1m']['start']:.1f} -> {out['load_avg_1m']['end']:.1f}; folder {folder}")
+          f"{out['load_avg_1m']['start']:.1f} -> {out['load_avg_1m']['end']:.1f}; folder {out['folder']}")
     print(f"\n{'metric':<8}{'inference r':>26}{'training step r':>26}{'train - infer r':>26}{'inference k':>26}"
           f"{'training k':>26}")
     for r in out["table"]:

@@ -73,11 +73,12 @@ def fsrt_cli():
 
 
 @pytest.fixture(autouse=True)
-def _private_measurement_lock(monkeypatch, request):
+def _private_measurement_lock(monkeypatch, request, tmp_path_factory):
     """Each test measures under its own lock: a benchmark another test left running (or a README
-    example on the same worker) must not make a test wait and print a 'waiting' line."""
+    example on the same worker) must not make a test wait and print a 'waiting' line. The lock
+    files live in the run's temporary folder, which a passing run removes."""
     name = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
-    monkeypatch.setenv("FSRT_MEASURE_LOCK", os.path.join(tempfile.gettempdir(), f"fsrt-test-lock-{name}"))
+    monkeypatch.setenv("FSRT_MEASURE_LOCK", str(tmp_path_factory.getbasetemp() / f"fsrt-test-lock-{name}"))
 
 
 # Longest first, so the minutes-long README sections do not start last and run alone at the end.

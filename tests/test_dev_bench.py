@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +14,17 @@ import pytest
 DEV = Path(__file__).resolve().parents[1] / "dev"
 
 
-def _run(script: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, str(DEV / script), *args], capture_output=True, text=True, timeout=600)
+def _run(script: str, *args: str, tmpdir: Path | None = None) -> dict:
+    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir else None
+    proc = subprocess.run([sys.executable, str(DEV / script), *args], capture_output=True, text=True, timeout=600,
+                          env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
 
-def test_repeatability_script_runs_twice_resumes_and_compares():
-    doc = _run("bench_repeatability.py", "--quick", "--json")
+def test_repeatability_script_runs_twice_resumes_and_compares(tmp_path):
+    doc = _run("bench_repeatability.py", "--quick", "--json", tmpdir=tmp_path)
+    assert not list(tmp_path.glob("fsrt-*"))
     assert doc["resumed"] is True  # the rerun reused every stored point
     assert len(doc["points"]) == 3  # base (once), w s=2, dwr s=2 on eager
     assert all(math.isfinite(p["ratio"]) and p["ratio"] > 0 for p in doc["points"])
@@ -123,8 +127,9 @@ def test_precision_check_script_catches_its_broken_runtimes():
     assert len(caught) == 9 and not any(r["passed"] for r in caught)
 
 
-def test_train_step_latency_script_puts_training_next_to_inference():
-    doc = _run("train_step_latency.py", "--quick", "--json")
+def test_train_step_latency_script_puts_training_next_to_inference(tmp_path):
+    doc = _run("train_step_latency.py", "--quick", "--json", tmpdir=tmp_path)
+    assert not list(tmp_path.glob("fsrt-*"))  # its temporary run folder (hundreds of MB) is gone
     assert set(doc["statuses"]) <= {"ok", "unstable"}  # every point passed its parity check and was measured
     assert [r["metric"] for r in doc["table"]] == ["flops", "params", "acts"]
     for r in doc["table"]:
@@ -135,8 +140,9 @@ def test_train_step_latency_script_puts_training_next_to_inference():
     assert doc["command"][:4] == ["fsrt", "bench", "--mode", "both"] and doc["load_avg_1m"]["start"] >= 0
 
 
-def test_latency_model_script_fits_on_small_members_and_reports_held_out_errors():
-    doc = _run("latency_model.py", "--quick", "--json")
+def test_latency_model_script_fits_on_small_members_and_reports_held_out_errors(tmp_path):
+    doc = _run("latency_model.py", "--quick", "--json", tmpdir=tmp_path)
+    assert not list(tmp_path.glob("fsrt-*"))  # its temporary database and graphs are gone
     (rt,) = doc["runtimes"]
     assert rt["series"] == "eager" and rt["model"]["n"] == 10  # base + 3 strategies x s=2,4,8
     held = {h["scenario"]: h for h in rt["held_out"]}
