@@ -162,3 +162,30 @@ def test_latency_model_form_extrapolates_a_simulated_per_layer_machine():
     for r in doc["runtimes"]:
         ext = next(h for h in r["held_out"] if h["scenario"] == "extrapolate")
         assert ext["n"] == 9 and ext["median_abs_error"] < 0.05 and ext["p90_abs_error"] < 0.08, r["series"]
+
+
+def test_machine_drift_script_relates_each_models_drift_to_each_reference(tmp_path):
+    doc = _run("machine_drift.py", "--quick", "--json", tmpdir=tmp_path)
+    assert not list(tmp_path.glob("fsrt-*"))
+    assert set(doc["explained"]) == {"eager", "ort", "openvino"} and all(n > 0 for n in doc["windows"].values())
+    for e in doc["explained"].values():
+        assert set(e["by_reference"]) == {"gemm", "stream", "python", "other models (mean)"}
+        assert all(r["left_sd"] >= 0 for r in e["by_reference"].values())
+
+
+def test_machine_drift_explain_on_known_series():
+    sys.path.insert(0, str(DEV))
+    try:
+        from machine_drift import explain
+    finally:
+        sys.path.remove(str(DEV))
+    drift = [0.05, -0.05, 0.02, -0.02]
+    dev = {"a": drift, "b": [2 * d for d in drift], "ref": drift, "flat": [0.0] * 4, "anti": [-d for d in drift]}
+    out = explain(dev, ["a", "b"], ["ref", "flat", "anti"])["a"]
+    assert out["drift_sd"] == pytest.approx(math.sqrt((0.05**2 * 2 + 0.02**2 * 2) / 4))
+    assert out["by_reference"]["ref"]["corr"] == pytest.approx(1.0)
+    assert out["by_reference"]["ref"]["left_sd"] == pytest.approx(0.0, abs=1e-12)
+    assert out["by_reference"]["flat"]["corr"] is None  # a reference that never moves explains nothing
+    assert out["by_reference"]["anti"]["corr"] == pytest.approx(-1.0)
+    assert out["by_reference"]["anti"]["left_sd"] == pytest.approx(2 * out["drift_sd"])
+    assert out["by_reference"]["other models (mean)"]["left_sd"] == pytest.approx(out["drift_sd"])  # b - a = a
