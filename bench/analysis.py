@@ -318,7 +318,7 @@ def fastest_runtime(rank_rows: list[dict], windows: dict[str, list[Window]] | No
 
     def versus(other: str) -> Interval | None:
         return geomean_ratio([ratio(r["_points"][other], r["_points"][winner], windows) for r in rank_rows
-                              if other in r["_points"] and winner in r["_points"]])
+                              if other in r["_points"] and winner in r["_points"]], shared_errors=False)
 
     others = [(s, versus(s)) for s in series if s != winner]
     others = [(s, iv) for s, iv in others if iv is not None]
@@ -396,7 +396,7 @@ def compare(runs: list[tuple[str, list[Point]]]) -> dict:
                  "geomean_ci": []}
         for i in range(len(runs)):
             ivs = [r["_ivs"][i] for r in grp if r["_ivs"][i] is not None]
-            g = geomean_ratio(ivs)
+            g = geomean_ratio(ivs, shared_errors=True)
             entry["matched"].append(len(ivs))
             entry["geomean_ratio"].append(g.value if g else None)
             entry["geomean_ci"].append(_interval_dict(g))
@@ -405,7 +405,7 @@ def compare(runs: list[tuple[str, list[Point]]]) -> dict:
     names = [name for name, _ in runs]
     lines = []
     for i in range(1, len(runs)):
-        g = geomean_ratio([r["_ivs"][i] for r in rows if r["_ivs"][i] is not None])
+        g = geomean_ratio([r["_ivs"][i] for r in rows if r["_ivs"][i] is not None], shared_errors=True)
         if g is None:
             lines.append(f"{names[i]} and {names[0]} share no measured model/runtime/precision/batch.")
             continue

@@ -559,7 +559,9 @@ def _comparison_sections(doc: Doc, runs: list[RunData], cmp: dict, plot_path: st
     names = [rd.label for rd in runs]
     doc.h(2, "Runs side by side")
     doc.p(f"Same model, runtime, precision and batch in each run; ratio = run figure / {names[0]} figure "
-          "(above 1 = slower), with a 95% interval combining both points' intervals.")
+          "(above 1 = slower), with a 95% interval combining both points' intervals. A geometric mean over "
+          "points keeps its points' typical interval: the points of one run share the machine's level "
+          "during that run, so averaging them does not cancel it.")
     if plot_path:
         doc.images([(plot_path, "runs side by side")])
     preds = sorted({s for rd in runs for s in rd.analysis["best_predictors"]})

@@ -6,6 +6,8 @@
   (``stats.median_ci``).
 - A ratio of figures from different sweeps (two runs, two machines) is *independent*: the two
   intervals combine in log space (half-widths add in quadrature).
+- A **geometric mean of ratios across runs** keeps the mean of its ratios' half-widths: the points
+  of one run share the machine's level during that run, so averaging them does not narrow it.
 - A **Pearson r or a fitted exponent** gets a bootstrap interval: the points are resampled
   with replacement (seeded, so a report is reproducible) and the statistic recomputed.
 
@@ -88,9 +90,18 @@ def ratio(a: Point, b: Point, windows: dict[str, list[Window]] | None = None) ->
     return independent_ratio(a, b)
 
 
-def geomean_ratio(ratios: Sequence[Interval]) -> Interval | None:
-    """Geometric mean of ratios, its interval from the ratios' own intervals (measurement uncertainty
-    of this fixed set of models; None when empty)."""
+def geomean_ratio(ratios: Sequence[Interval], shared_errors: bool) -> Interval | None:
+    """Geometric mean of ratios, its interval from the ratios' own intervals (None when empty).
+
+    ``shared_errors``: whether the ratios may err together. Two runs' figures do: every point of a
+    run was measured at that run's level of the machine, which no point's interval can tell apart
+    from its own error, and averaging n points would shrink the interval by sqrt(n) and turn the
+    machine's 5% shift between two runs into a resolved "1.05x slower". Whatever the correlation,
+    the standard error of a mean is at most the mean of the standard errors (Cauchy-Schwarz), so
+    the log half-width is then the mean of the ratios' log half-widths: exact for one common
+    shift, conservative for independent errors. Paired ratios within one sweep cancel the drift
+    round by round and keep the independent rule: half-widths add in quadrature, divided by n.
+    """
     if not ratios:
         return None
     logs = [math.log(r.value) for r in ratios]
@@ -98,8 +109,11 @@ def geomean_ratio(ratios: Sequence[Interval]) -> Interval | None:
     halves = [max(math.log(r.hi / r.value), math.log(r.value / r.lo)) if r.hi and r.lo else None for r in ratios]
     if any(h is None for h in halves):
         return Interval(value, None, None, "geometric mean (some ratios without interval)")
-    h = math.sqrt(sum(x * x for x in halves)) / len(halves)
-    return Interval(value, value * math.exp(-h), value * math.exp(h), f"geometric mean of {len(ratios)} ratios")
+    if shared_errors:
+        h, method = sum(halves) / len(halves), f"geometric mean of {len(ratios)} ratios sharing their run's level"
+    else:
+        h, method = math.sqrt(sum(x * x for x in halves)) / len(halves), f"geometric mean of {len(ratios)} ratios"
+    return Interval(value, value * math.exp(-h), value * math.exp(h), method)
 
 
 def bootstrap(stat: Callable[[list[int]], float | None], n: int, seed: int = 0,

@@ -5,7 +5,10 @@ each into a fresh folder and database, then reruns the first (which must resume 
 Prints per point the ratio of the two figures (mean and worst |log ratio|), the common shift all
 points share (the machine's speed between the runs) and the deviation left around it, and compares the
 conclusions the two reports draw: the best predictor of latency per runtime, the fastest runtime
-per model and the fastest strategy at the largest s per runtime. A conclusion is *identical*
+per model and the fastest strategy at the largest s per runtime, and the run-vs-run claim the report
+makes of the pair (the geometric mean of all matched points' ratios with its interval; two runs of
+one sweep on one machine must not read as resolved, however many points they share; the interval
+the independent-errors rule would give is printed beside it). A conclusion is *identical*
 (same answer, both resolved), *unresolved in both*, *one-sided* (resolved in one run only, same
 leader) or *contradictory* (both resolved, different answers: the failure this guards against).
 It also recomputes every figure from the two runs' stored windows with other statistics
@@ -68,6 +71,30 @@ def conclusions(db: Path, run_id: int) -> dict[tuple, tuple[str, bool]]:
         for row in analysis.fastest_strategy(pts, labels, series, wins):
             out[("fastest strategy", series, row["base"], row["s"])] = (row["fastest"], row["resolved"])
     return out
+
+
+def run_vs_run(first: tuple[Path, int], second: tuple[Path, int]) -> dict:
+    """The report's claim about the two runs (``fsrt report`` of both), and what the
+    independent-errors rule would have said of the same matched points."""
+    from fsrt.bench.uncertainty import geomean_ratio, independent_ratio
+
+    pts = []
+    for db, run_id in (first, second):
+        with Store(db) as st:
+            pts.append(st.run_points(run_id))
+    cmp = analysis.compare([("first", pts[0]), ("second", pts[1])])
+    ivs = [iv for iv in (independent_ratio(b, a) for a, b in _matched(pts[0], pts[1])) if iv.lo]
+    old = geomean_ratio(ivs, shared_errors=False)
+    return {"claim": cmp["summary"][0], "independent_rule": old.to_dict() if old else None,
+            "independent_rule_resolved": bool(old and old.excludes(1.0))}
+
+
+def _matched(a: list, b: list) -> list[tuple]:
+    """Pairs of points measured in both runs, once per measurement (as the report matches them)."""
+    key = lambda p: tuple(getattr(p, f) for f in analysis.COMPARE_FIELDS)  # noqa: E731
+    second = {key(p): p for p in analysis.counted(b)}
+    first = {key(p): p for p in analysis.counted(a)}
+    return [(first[k], second[k]) for k in first if k in second]
 
 
 def classify(a: tuple[str, bool], b: tuple[str, bool]) -> str:
@@ -135,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         c1 = conclusions(root / "first" / "fsrt.db", d1["run_id"])
         c2 = conclusions(root / "second" / "fsrt.db", d2["run_id"])
         by_statistic = compare(kept_windows(root / "first" / "fsrt.db"), kept_windows(root / "second" / "fsrt.db"))
+        runs = run_vs_run((root / "first" / "fsrt.db", d1["run_id"]), (root / "second" / "fsrt.db", d2["run_id"]))
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -146,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
     doc = {"args": bench_args, "seconds": {"first": t1, "second": t2, "resume": t_resume}, "resumed": resumed,
            "threads": [d1["threads"], d2["threads"]], **pts, "conclusions": verdicts, "verdict_counts": counts,
+           "run_vs_run": runs,
            "statistics": by_statistic}
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -160,6 +189,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{100 * pts['mean_abs_log_residual']:.2f}%, worst {100 * pts['worst_abs_log_residual']:.2f}%")
     for k, v in verdicts.items():
         print(f"{k}: {v['first']} vs {v['second']}: {v['verdict']}")
+    old = runs["independent_rule"]
+    print(f"run vs run, as the report says it: {runs['claim']} (the independent-errors rule: "
+          f"{old['value']:.3f}, 95% interval {old['lo']:.3f}-{old['hi']:.3f}, "
+          f"{'resolved' if runs['independent_rule_resolved'] else 'not resolved'})" if old else runs["claim"])
     for name, row in by_statistic.items():
         print(f"figures recomputed as {name}: mean |log ratio| {100 * row['mean_abs_log_ratio']:.2f}%, "
               f"worst {100 * row['worst_abs_log_ratio']:.2f}%")

@@ -36,6 +36,10 @@ def test_repeatability_script_runs_twice_resumes_and_compares(tmp_path):
     assert ours["points"] == len(doc["points"])
     assert ours["mean_abs_log_ratio"] == pytest.approx(doc["mean_abs_log_ratio"], rel=1e-9)
     assert ours["worst_abs_log_ratio"] == pytest.approx(doc["worst_abs_log_ratio"], rel=1e-9)
+    # the report's run-vs-run claim is about the geometric mean of the same per-point ratios
+    geo = math.exp(sum(math.log(p["ratio"]) for p in doc["points"]) / len(doc["points"]))
+    claim = doc["run_vs_run"]["claim"]
+    assert claim.startswith("second") and (f"ratio {geo:.3f}" in claim or f"{max(geo, 1 / geo):.2f}x" in claim)
 
 
 def test_common_shift_separates_the_machines_speed_from_the_runs_structure():

@@ -23,11 +23,11 @@ from scipy import stats as sps
 from sweep_helpers import sweep_in_process
 
 from conftest import assert_one_line_error, run_fsrt
-from fsrt.bench import stats
+from fsrt.bench import analysis, stats
 from fsrt.bench.noise import choose_threads, decide_threads, run_noise, spread
 from fsrt.bench.points import Point, Status
 from fsrt.bench.rounds import JobState, RoundConfig, Window, flag_outliers, run_rounds
-from fsrt.bench.uncertainty import independent_ratio, paired_ratio
+from fsrt.bench.uncertainty import Interval, geomean_ratio, independent_ratio, paired_ratio
 
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store_v1.db"
 
@@ -207,6 +207,46 @@ def test_paired_ratio_cancels_drift_that_independent_intervals_cannot():
     # windows of the same round number measured far apart are not paired
     late = [Window(r, (4.0,), 10_000.0 + r) for r in range(8)]
     assert paired_ratio(a, late) is None
+
+
+def _coverage_of_geomean(shared_sd: float, own_sd: float, shared_errors: bool, n_points: int = 25,
+                         trials: int = 2000) -> float:
+    """How often the geometric mean's interval holds the true ratio 1 when each of ``n_points`` log
+    ratios errs by a shift shared by all of them plus its own error, every ratio's own interval being
+    a correct marginal 95% interval (1.96 sigma of its total error)."""
+    rng = np.random.default_rng(7)
+    half = 1.959963984540054 * math.hypot(shared_sd, own_sd)
+    hits = 0
+    for _ in range(trials):
+        logs = rng.normal(0, shared_sd) + rng.normal(0, own_sd, n_points)
+        g = geomean_ratio([Interval(math.exp(x), math.exp(x - half), math.exp(x + half), "sim") for x in logs],
+                          shared_errors)
+        hits += g.lo <= 1.0 <= g.hi
+    return hits / trials
+
+
+@pytest.mark.parametrize("shared_sd, own_sd", [(0.03, 0.0), (0.02, 0.02), (0.0, 0.03)])
+def test_geometric_mean_across_runs_keeps_its_coverage_when_errors_are_shared(shared_sd, own_sd):
+    # one machine shift common to every point of a run is not averaged away by 25 points
+    assert _coverage_of_geomean(shared_sd, own_sd, shared_errors=True) >= 0.93
+
+
+def test_geometric_mean_of_independent_ratios_narrows_as_independent_errors_do():
+    assert 0.93 <= _coverage_of_geomean(0.0, 0.03, shared_errors=False) <= 0.97
+    # the same rule on a shared shift holds the truth about a third of the time: why runs use the other
+    assert _coverage_of_geomean(0.03, 0.0, shared_errors=False) < 0.5
+
+
+def test_run_vs_run_shift_within_the_points_intervals_is_not_resolved():
+    def run(shift: float) -> list[Point]:
+        return [Point(model=f"M{i}", runtime="ort", precision="fp32", batch=1, status="ok", flops=i + 1,
+                      latency_ms=10.0 * (i + 1) * shift, latency_lo_ms=9.5 * (i + 1) * shift,
+                      latency_hi_ms=10.5 * (i + 1) * shift) for i in range(25)]
+
+    same_machine = analysis.compare([("a", run(1.0)), ("b", run(1.04))])  # +-5% points, a 4% common shift
+    assert same_machine["summary"][0].startswith("b and a: not resolved, ratio 1.040")
+    faster_machine = analysis.compare([("a", run(1.0)), ("c", run(0.6))])
+    assert "c is 1.67x faster than a" in faster_machine["summary"][0]
 
 
 # -- machine noise figures --------------------------------------------------------------------------
