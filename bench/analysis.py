@@ -366,11 +366,14 @@ def fastest_strategy(points: list[Point], labels: dict[tuple, str], series: str,
 COMPARE_FIELDS = ("model", "runtime", "precision", "batch")
 
 
-def compare(runs: list[tuple[str, list[Point]]]) -> dict:
+def compare(runs: list[tuple[str, list[Point]]], same_machine: bool = False) -> dict:
     """Side by side: the same model, runtime, precision and batch across runs (e.g. two machines).
 
     ``runs`` is ``[(run label, points), ...]``; ratios are each run's figure over the first run's
     (above 1 = slower than the first), with independent intervals; per runtime, a geometric mean.
+    Each run's summary line also says how far its points differ around their common factor (the
+    structure of the two runs, apart from a factor every point shares) and, when the runs share
+    one machine (``same_machine``), that a common factor alone is that machine's level moving.
     """
     tables = []
     for _, pts in runs:
@@ -404,19 +407,44 @@ def compare(runs: list[tuple[str, list[Point]]]) -> dict:
     per_runtime.sort(key=lambda e: (str(e["runtime"]), str(e["precision"]), e["batch"] or 0))
     names = [name for name, _ in runs]
     lines = []
+    structure = [None] + [around_common_factor([r["_ivs"][i] for r in rows if r["_ivs"][i] is not None])
+                          for i in range(1, len(runs))]
     for i in range(1, len(runs)):
         g = geomean_ratio([r["_ivs"][i] for r in rows if r["_ivs"][i] is not None], shared_errors=True)
         if g is None:
             lines.append(f"{names[i]} and {names[0]} share no measured model/runtime/precision/batch.")
             continue
-        n = sum(1 for r in rows if r["_ivs"][i] is not None)
-        ci = f" (95% interval {g.lo:.2f}-{g.hi:.2f})" if g.lo else ""
-        if not g.excludes(1.0) and g.lo:
-            lines.append(f"{names[i]} and {names[0]}: not resolved, ratio {g.value:.3f}{ci} over {n} matched points.")
-            continue
-        faster = "faster" if g.value < 1 else "slower"
-        lines.append(f"{names[i]} is {max(g.value, 1 / g.value):.2f}x {faster} than {names[0]} (geometric mean over "
-                     f"{n} matched points{ci and ', ratio' + ci}).")
+        lines.append(_run_vs_run_line(names[i], names[0], g, structure[i], same_machine))
     for r in rows:
         del r["_ivs"]
-    return {"runs": names, "rows": rows, "per_runtime": per_runtime, "summary": lines}
+    return {"runs": names, "rows": rows, "per_runtime": per_runtime, "summary": lines, "structure": structure}
+
+
+def around_common_factor(ratios: list[Interval]) -> dict | None:
+    """How far matched points' ratios differ around their geometric mean: the mean and the largest
+    absolute log deviation, and the matched points. A factor every point shares (one machine faster
+    during one run) moves the geometric mean and leaves these; a change of some points shows here."""
+    if not ratios:
+        return None
+    logs = [math.log(r.value) for r in ratios]
+    mid = sum(logs) / len(logs)
+    dev = [abs(x - mid) for x in logs]
+    return {"points": len(logs), "mean_abs_log_deviation": sum(dev) / len(dev), "worst_abs_log_deviation": max(dev)}
+
+
+def _run_vs_run_line(name: str, first: str, g: Interval, structure: dict, same_machine: bool) -> str:
+    n = structure["points"]
+    ci = f" (95% interval {g.lo:.2f}-{g.hi:.2f})" if g.lo else ""
+    if not g.excludes(1.0) and g.lo:
+        line = f"{name} and {first}: not resolved, ratio {g.value:.3f}{ci} over {n} matched points"
+    else:
+        faster = "faster" if g.value < 1 else "slower"
+        line = (f"{name} is {max(g.value, 1 / g.value):.2f}x {faster} than {first} (geometric mean over "
+                f"{n} matched points{ci and ', ratio' + ci})")
+    line += (f"; around that common factor the points differ by {100 * structure['mean_abs_log_deviation']:.1f}% "
+             f"on average, {100 * structure['worst_abs_log_deviation']:.1f}% at most.")
+    if same_machine:
+        line += (" Both runs are on this machine: a factor common to every point, with the points agreeing around "
+                 "it, is the machine's speed moving between the runs (each run's intervals cover only its own "
+                 "minutes), not a difference of what was measured.")
+    return line

@@ -647,7 +647,8 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
             images[rel] = png
             paths[kind] = rel
         per_run_paths.append(paths)
-    comparison = analysis.compare([(rd.label, rd.points) for rd in runs]) if multi else None
+    same_machine = len({rd.run["machine_id"] for rd in runs}) == 1
+    comparison = analysis.compare([(rd.label, rd.points) for rd in runs], same_machine) if multi else None
     cmp_plot = None
     if comparison:
         png = plots.compare_runs(comparison["rows"], comparison["runs"])

@@ -96,7 +96,7 @@ def geomean_ratio(ratios: Sequence[Interval], shared_errors: bool) -> Interval |
     ``shared_errors``: whether the ratios may err together. Two runs' figures do: every point of a
     run was measured at that run's level of the machine, which no point's interval can tell apart
     from its own error, and averaging n points would shrink the interval by sqrt(n) and turn the
-    machine's 5% shift between two runs into a resolved "1.05x slower". Whatever the correlation,
+    machine's 5% shift between two runs of +-5% points into a resolved "1.05x slower". Whatever the correlation,
     the standard error of a mean is at most the mean of the standard errors (Cauchy-Schwarz), so
     the log half-width is then the mean of the ratios' log half-widths: exact for one common
     shift, conservative for independent errors. Paired ratios within one sweep cancel the drift

@@ -82,7 +82,7 @@ def run_vs_run(first: tuple[Path, int], second: tuple[Path, int]) -> dict:
     for db, run_id in (first, second):
         with Store(db) as st:
             pts.append(st.run_points(run_id))
-    cmp = analysis.compare([("first", pts[0]), ("second", pts[1])])
+    cmp = analysis.compare([("first", pts[0]), ("second", pts[1])], same_machine=True)
     ivs = [iv for iv in (independent_ratio(b, a) for a, b in _matched(pts[0], pts[1])) if iv.lo]
     old = geomean_ratio(ivs, shared_errors=False)
     return {"claim": cmp["summary"][0], "independent_rule": old.to_dict() if old else None,

@@ -237,16 +237,34 @@ def test_geometric_mean_of_independent_ratios_narrows_as_independent_errors_do()
     assert _coverage_of_geomean(0.03, 0.0, shared_errors=False) < 0.5
 
 
-def test_run_vs_run_shift_within_the_points_intervals_is_not_resolved():
-    def run(shift: float) -> list[Point]:
-        return [Point(model=f"M{i}", runtime="ort", precision="fp32", batch=1, status="ok", flops=i + 1,
-                      latency_ms=10.0 * (i + 1) * shift, latency_lo_ms=9.5 * (i + 1) * shift,
-                      latency_hi_ms=10.5 * (i + 1) * shift) for i in range(25)]
+def _run(shift: float, own: tuple[float, ...] = (1.0,)) -> list[Point]:
+    """25 points of +-5%, every figure times ``shift`` and the i-th also times ``own[i % len(own)]``."""
+    return [Point(model=f"M{i}", runtime="ort", precision="fp32", batch=1, status="ok", flops=i + 1,
+                  latency_ms=10.0 * (i + 1) * shift * own[i % len(own)],
+                  latency_lo_ms=9.5 * (i + 1) * shift * own[i % len(own)],
+                  latency_hi_ms=10.5 * (i + 1) * shift * own[i % len(own)]) for i in range(25)]
 
-    same_machine = analysis.compare([("a", run(1.0)), ("b", run(1.04))])  # +-5% points, a 4% common shift
-    assert same_machine["summary"][0].startswith("b and a: not resolved, ratio 1.040")
-    faster_machine = analysis.compare([("a", run(1.0)), ("c", run(0.6))])
+
+def test_run_vs_run_shift_within_the_points_intervals_is_not_resolved():
+    same_machine = analysis.compare([("a", _run(1.0)), ("b", _run(1.04))], same_machine=True)
+    line = same_machine["summary"][0]  # +-5% points, a 4% common shift
+    assert line.startswith("b and a: not resolved, ratio 1.040")
+    assert "the points differ by 0.0% on average, 0.0% at most" in line and "machine's speed moving" in line
+    faster_machine = analysis.compare([("a", _run(1.0)), ("c", _run(0.6))])
     assert "c is 1.67x faster than a" in faster_machine["summary"][0]
+    assert "machine's speed" not in faster_machine["summary"][0]
+
+
+def test_run_vs_run_separates_the_common_factor_from_the_points_own_changes():
+    own = (1.0, 1.1, 0.95, 1.0, 1.02)
+    got = analysis.compare([("a", _run(1.0)), ("b", _run(1.3, own))])
+    logs = np.log(1.3 * np.array([own[i % len(own)] for i in range(25)]))
+    dev = np.abs(logs - logs.mean())
+    (row,) = got["structure"][1:]
+    assert row["points"] == 25 and row["mean_abs_log_deviation"] == pytest.approx(dev.mean(), rel=1e-12)
+    assert row["worst_abs_log_deviation"] == pytest.approx(dev.max(), rel=1e-12)
+    assert f"{np.exp(logs.mean()):.2f}x slower" in got["summary"][0]
+    assert f"differ by {100 * dev.mean():.1f}% on average, {100 * dev.max():.1f}% at most" in got["summary"][0]
 
 
 # -- machine noise figures --------------------------------------------------------------------------
