@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{old['value']:.3f}, 95% interval {old['lo']:.3f}-{old['hi']:.3f}, "
           f"{'resolved' if runs['independent_rule_resolved'] else 'not resolved'})" if old else runs["claim"])
     for name, row in by_statistic.items():
+        if row["mean_abs_log_ratio"] is None:  # no measurement in common (e.g. other thread counts)
+            continue
         print(f"figures recomputed as {name}: mean |log ratio| {100 * row['mean_abs_log_ratio']:.2f}%, "
               f"worst {100 * row['worst_abs_log_ratio']:.2f}%")
     print(f"verdicts: {counts}; wall: {t1:.0f} s, {t2:.0f} s, resume {t_resume:.1f} s (reused: {resumed}); "

@@ -81,6 +81,13 @@ def _private_measurement_lock(monkeypatch, request, tmp_path_factory):
     monkeypatch.setenv("FSRT_MEASURE_LOCK", str(tmp_path_factory.getbasetemp() / f"fsrt-test-lock-{name}"))
 
 
+def pytest_unconfigure(config):
+    """Remove this process's fallback lock file (tests use their own in the run's base folder):
+    CI shares the machine's temp folder, so a run leaves nothing there."""
+    if os.environ.get("FSRT_MEASURE_LOCK") == _LOCK and os.path.exists(_LOCK):
+        os.unlink(_LOCK)
+
+
 # Longest first, so the minutes-long README sections do not start last and run alone at the end.
 _FIRST = ("test_readme.py::test_readme_section_runs_as_written[Benchmark sweep]",
           "test_readme.py::test_readme_section_runs_as_written[Scaling advice]",
