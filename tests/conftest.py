@@ -74,11 +74,13 @@ def fsrt_cli():
 
 @pytest.fixture(autouse=True)
 def _private_measurement_lock(monkeypatch, request, tmp_path_factory):
-    """Each test measures under its own lock: a benchmark another test left running (or a README
+    """Each test measures under its own lock and cache folder: a benchmark another test left running (or a README
     example on the same worker) must not make a test wait and print a 'waiting' line. The lock
     files live in the run's temporary folder, which a passing run removes."""
     name = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
     monkeypatch.setenv("FSRT_MEASURE_LOCK", str(tmp_path_factory.getbasetemp() / f"fsrt-test-lock-{name}"))
+    # and starts from no machine decision kept by another test or by the user's own runs
+    monkeypatch.setenv("FSRT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / f"fsrt-cache-{name}"))
 
 
 def pytest_unconfigure(config):

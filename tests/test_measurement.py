@@ -8,6 +8,7 @@ median absolute deviation, and fake runtimes whose true latency is known by cons
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -530,3 +531,48 @@ def test_fastest_runtime_is_measured_against_eager_fp32_not_a_half_precision_eag
     fast = analysis.fastest_runtime(analysis.ranking(pts, labels))
     assert fast["series"] == "openvino fp32" and fast["reference"] == "eager fp32"
     assert fast["speedup_vs_reference"] == pytest.approx(2.0)  # 20/10 and 30/15, geometric mean
+
+
+# -- the machine's thread decision, kept for every database on it -----------------------------------
+QUICK_BENCH = ("bench", "RegNetX-200MF", "--resolution", "32", "--strategy", "w", "--sweep", "s=1", "--runtimes",
+               "eager", "--precision", "fp32", "--measure-s", "0.02", "--warmup-s", "0.05", "--max-rounds", "7",
+               "--no-report", "--json")
+
+
+def _threads_setting(db: Path) -> tuple[str, dict]:
+    from fsrt.bench.noise import THREADS_SETTING
+    from fsrt.bench.store import Store
+
+    with Store(db) as st:
+        (mid,) = list(st.machines())
+        value = st.setting(mid, THREADS_SETTING)
+    value.pop("measured")
+    return mid, value
+
+
+def test_a_second_database_on_the_machine_starts_from_its_thread_probe(tmp_path):
+    first = run_fsrt(*QUICK_BENCH, "--db", str(tmp_path / "a.db"), "--out", str(tmp_path / "a"))
+    assert first.code == 0, first.err
+    mid, probed = _threads_setting(tmp_path / "a.db")
+    kept = json.loads((Path(os.environ["FSRT_CACHE_DIR"]) / "machines" / f"{mid}.json").read_text())
+    assert kept["threads"] == probed
+    second = run_fsrt(*QUICK_BENCH, "--db", str(tmp_path / "b.db"), "--out", str(tmp_path / "b"))
+    assert second.code == 0, second.err
+    # a second probe would time its own windows: the spreads and medians would not repeat to the last digit
+    assert _threads_setting(tmp_path / "b.db") == (mid, probed)
+    assert json.loads(second.out)["threads"] == json.loads(first.out)["threads"] == probed["chosen"]
+
+
+def test_machine_settings_leave_a_foreign_file_alone_and_an_unwritable_cache_is_no_error(tmp_path, monkeypatch):
+    from fsrt.bench import machine_settings
+
+    monkeypatch.setenv("FSRT_CACHE_DIR", str(tmp_path / "cache"))
+    assert machine_settings.save("m1", "threads", {"chosen": 2}) and machine_settings.load("m1", "threads") == {
+        "chosen": 2}
+    assert machine_settings.save("m1", "other", {"x": 1}) and machine_settings.load("m1", "threads") == {"chosen": 2}
+    path = machine_settings.settings_path("m2")
+    path.write_text("not json")
+    assert machine_settings.load("m2", "threads") is None
+    assert not machine_settings.save("m2", "threads", {"chosen": 1}) and path.read_text() == "not json"
+    monkeypatch.setenv("FSRT_CACHE_DIR", str(path / "under-a-file"))  # not a folder: nothing can be written
+    assert machine_settings.load("m3", "threads") is None and not machine_settings.save("m3", "threads", {"c": 1})

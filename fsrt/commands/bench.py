@@ -86,7 +86,9 @@ def _train_defaults(opts: dict, dev: str) -> dict:
 
 
 def _decide_threads(store, mid: str, dev: str, out, quiet: bool) -> tuple[int, dict | None]:
-    """The thread count for ``--threads auto``: the machine's stored decision, or a fresh probe."""
+    """The thread count for ``--threads auto``: the machine's decision (from this database, else
+    from any earlier database on the machine, kept in fsrt's cache folder), or a fresh probe."""
+    from fsrt.bench import machine_settings
     from fsrt.bench.lock import measurement_lock
     from fsrt.bench.noise import THREADS_SETTING, probe_threads
 
@@ -94,6 +96,13 @@ def _decide_threads(store, mid: str, dev: str, out, quiet: bool) -> tuple[int, d
     if dev.startswith("cuda"):
         return cores, None
     stored = store.setting(mid, THREADS_SETTING)
+    cached = machine_settings.load(mid, THREADS_SETTING)
+    if stored is None and cached is not None:
+        stored = cached
+        store.put_setting(mid, THREADS_SETTING, stored)
+        if not quiet:
+            out.print(f"  [dim]thread count from this machine's earlier probe "
+                      f"({machine_settings.settings_path(mid)})[/]")
     if stored is None:
         if not quiet:
             out.print("  [dim]probing this machine's noise at 1 and all threads (once per machine)...[/]")
@@ -101,6 +110,8 @@ def _decide_threads(store, mid: str, dev: str, out, quiet: bool) -> tuple[int, d
             probe = probe_threads(cores)
         stored = probe.to_dict()
         store.put_setting(mid, THREADS_SETTING, stored)
+    if cached is None:  # the first decision stays the machine's; a database keeps its own for resuming
+        machine_settings.save(mid, THREADS_SETTING, {k: v for k, v in stored.items() if k != "measured"})
     return int(stored["chosen"]), stored
 
 
