@@ -478,6 +478,21 @@ def test_a_measurement_listed_under_several_strategies_is_one_row(tmp_path):
     assert "1 point(s) stayed unstable" in md
 
 
+def test_the_console_table_lists_the_base_model_once_with_every_strategy_it_serves(monkeypatch, capsys):
+    from fsrt.commands import bench
+
+    monkeypatch.setenv("COLUMNS", "200")
+    base = dict(base="Base", s=1.0, precision="fp32", batch=1, status="ok", mkey="same", latency_ms=3.0,
+                latency_lo_ms=2.9, latency_hi_ms=3.1, flops=10**9, acts=10**6)
+    points = [Point(model="Base", strategy=st, runtime=rt, **base) for st in ("w", "dwr") for rt in ("eager", "ort")]
+    points += [Point(model=f"Base@{st}:s=2", strategy=st, runtime=rt, **{**base, "s": 2.0, "mkey": st + rt})
+               for st in ("w", "dwr") for rt in ("eager", "ort")]
+    bench._print_table(points)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "Base" in ln]
+    assert len(lines) == 3  # Base once, and each scaled network
+    assert "w, dwr" in lines[0] and lines[0].count("3.00") == 2
+
+
 # -- bad timing input -------------------------------------------------------------------------------
 @pytest.mark.parametrize("extra, fragment", [
     (["--rounds", "0"], "--rounds must be at least 6"),

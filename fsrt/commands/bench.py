@@ -386,12 +386,15 @@ def _print_table(points) -> None:
     extra = (("precision",) if multi_precision else ()) + (("batch",) if batches else ())
     for col in ("model", "strategy", "s", *extra, "flops", "acts", *columns):
         table.add_column(col, justify="left" if col in ("model", "strategy", "precision") else "right")
+    # one row per measured network: the unscaled base model is listed once, with every strategy it serves
     rows: dict[tuple, dict] = {}
     for p in points:
-        rows.setdefault((p.model, p.strategy, p.s, p.precision, p.batch), {"p": p})[_column(p)] = p
-    for (model, strat, s, prec, batch), cells in rows.items():
+        row = rows.setdefault((p.model, p.s, p.precision, p.batch), {"p": p, "strategies": {}})
+        row["strategies"][p.strategy] = None
+        row[_column(p)] = p
+    for (model, s, prec, batch), cells in rows.items():
         base = cells["p"]
         shown = ((prec,) if multi_precision else ()) + ((str(batch),) if batches else ())
-        table.add_row(model, strat, f"{s:g}", *shown, human(base.flops), human(base.acts),
-                      *(_cell(cells.get(col)) for col in columns))
+        table.add_row(model, ", ".join(map(str, cells["strategies"])), f"{s:g}", *shown, human(base.flops),
+                      human(base.acts), *(_cell(cells.get(col)) for col in columns))
     console().print(table)
