@@ -407,10 +407,11 @@ def compare(runs: list[tuple[str, list[Point]]], same_machine: bool = False) -> 
     per_runtime.sort(key=lambda e: (str(e["runtime"]), str(e["precision"]), e["batch"] or 0))
     names = [name for name, _ in runs]
     lines = []
-    structure = [None] + [around_common_factor([r["_ivs"][i] for r in rows if r["_ivs"][i] is not None])
-                          for i in range(1, len(runs))]
+    structure = [None]
     for i in range(1, len(runs)):
-        g = geomean_ratio([r["_ivs"][i] for r in rows if r["_ivs"][i] is not None], shared_errors=True)
+        ivs = [r["_ivs"][i] for r in rows if r["_ivs"][i] is not None]
+        structure.append(around_common_factor(ivs))
+        g = geomean_ratio(ivs, shared_errors=True)
         if g is None:
             lines.append(f"{names[i]} and {names[0]} share no measured model/runtime/precision/batch.")
             continue

@@ -1,15 +1,15 @@
 """Decisions measured about a machine, kept for every results database on it.
 
-The thread-count probe (``noise.py``) decides how this machine is measured. A database stores
-the decision, but a second database on the same machine would probe again, and on a shared VM
-the probe's answer depends on the minute it runs: two default runs minutes apart into fresh
-databases chose 1 and 2 threads (two-thread window spread 6.9% in one probe, 1.7% in the next),
-and their figures differed by 1.5-1.8x. What was measured about the machine belongs to the
-machine, so the decision is also kept in fsrt's cache folder (``$FSRT_CACHE_DIR``, else
-``$XDG_CACHE_HOME/fsrt``, else ``~/.cache/fsrt``), one JSON file per machine fingerprint, and
-every later database on the machine starts from it (``fsrt bench`` prints the file's path when
-it does). ``--threads N`` still overrides it; deleting the file makes the next run probe again.
-A database that already holds a decision keeps its own, so resuming never changes its settings.
+The thread-count probe (``noise.py``) decides how this machine is measured. A database stores the
+decision, but a second database on the same machine would probe again, and on a shared VM the
+probe's answer depends on the minute it runs: two default runs minutes apart into fresh databases
+chose 1 and 2 threads (two-thread window spread 6.9% in one probe, 1.7% in the next), and their
+figures differed by 1.47x on average, 1.72x at most. What was measured about the machine belongs to
+the machine, so the decision is also kept in fsrt's cache folder (``$FSRT_CACHE_DIR``, else
+``$XDG_CACHE_HOME/fsrt``, else ``~/.cache/fsrt``), one JSON file per machine fingerprint, and every
+later database on the machine starts from it (``fsrt bench`` prints the file's path when it does).
+``--threads N`` still overrides it; deleting the file makes the next run probe again. A database
+that already holds a decision keeps its own, so resuming never changes its settings.
 
 A cache that cannot be read or written is not an error: the database keeps the decision, and an
 unreadable file is left as it is (never overwritten) and ignored.

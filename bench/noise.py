@@ -7,7 +7,7 @@ one thread and at every core, and ``choose_threads`` keeps all cores only when t
 unless their window-to-window spread is both over 3% and over twice the one-thread spread, over
 the whole probe and in each of its halves (``decide_threads``). Either limit alone flipped the
 choice between two runs minutes apart on a machine where all cores were 1.8x faster (figures of
-the two choices 1.2-1.8x apart): twice the one-thread spread on a quiet machine (1.3% against
+the two choices 1.2-1.9x apart): twice the one-thread spread on a quiet machine (1.3% against
 0.4%), 3% alone on a noisier one (3.1% against 2.2%, in one half of the probe). Only noise that
 comes from running on all cores, not the machine's noise that one thread meets too, decides.
 The decision is stored per machine so later runs (and resumes) use the same thread count;

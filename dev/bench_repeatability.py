@@ -76,25 +76,17 @@ def conclusions(db: Path, run_id: int) -> dict[tuple, tuple[str, bool]]:
 def run_vs_run(first: tuple[Path, int], second: tuple[Path, int]) -> dict:
     """The report's claim about the two runs (``fsrt report`` of both), and what the
     independent-errors rule would have said of the same matched points."""
-    from fsrt.bench.uncertainty import geomean_ratio, independent_ratio
+    from fsrt.bench.uncertainty import Interval, geomean_ratio
 
     pts = []
     for db, run_id in (first, second):
         with Store(db) as st:
             pts.append(st.run_points(run_id))
     cmp = analysis.compare([("first", pts[0]), ("second", pts[1])], same_machine=True)
-    ivs = [iv for iv in (independent_ratio(b, a) for a, b in _matched(pts[0], pts[1])) if iv.lo]
+    ivs = [Interval(**r["ratio_cis"][1]) for r in cmp["rows"] if r["ratio_cis"][1] and r["ratio_cis"][1]["lo"]]
     old = geomean_ratio(ivs, shared_errors=False)
     return {"claim": cmp["summary"][0], "independent_rule": old.to_dict() if old else None,
             "independent_rule_resolved": bool(old and old.excludes(1.0))}
-
-
-def _matched(a: list, b: list) -> list[tuple]:
-    """Pairs of points measured in both runs, once per measurement (as the report matches them)."""
-    key = lambda p: tuple(getattr(p, f) for f in analysis.COMPARE_FIELDS)  # noqa: E731
-    second = {key(p): p for p in analysis.counted(b)}
-    first = {key(p): p for p in analysis.counted(a)}
-    return [(first[k], second[k]) for k in first if k in second]
 
 
 def classify(a: tuple[str, bool], b: tuple[str, bool]) -> str:
