@@ -324,7 +324,10 @@ def _noise_section(doc: Doc, rd: RunData, level: int, caption: str) -> None:
           "the interquartile mean of all its timed calls (the mean of their middle half); its 95% interval is the "
           "delete-one-window jackknife of that figure. Windows far from a point's others (beyond 5 robust sigmas "
           "and 10%) are dropped and measured again. Comparisons within this run pair the two points' windows round "
-          "by round; comparisons between runs combine their intervals.")
+          "by round; comparisons between runs combine their intervals. An interval describes this run's "
+          "minutes only: on a shared virtual machine the machine's speed can move more between runs minutes "
+          "apart (seen: 5% on every point, and 1.1-1.3x per runtime between two default runs half an hour "
+          "apart), which no single run can see; compare runs side by side (fsrt report RUN RUN).")
     doc.table(["figure", "value"], [
         ["timing windows", n["windows"]], ["measurements", n["measurements"]],
         ["outlier windows dropped (and measured again)", n["dropped"]],

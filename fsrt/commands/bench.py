@@ -381,8 +381,8 @@ def _print_table(points) -> None:
     columns = list(dict.fromkeys(_column(p) for p in points))
     multi_precision = len({p.precision for p in points}) > 1
     batches = len({p.batch for p in points}) > 1
-    table = Table(title="latency (ms, interquartile mean of the timed calls, 95% interval; * = interval above target; "
-                        "train: one training step)")
+    table = Table(title="latency (ms, interquartile mean of the timed calls, 95% interval within this run; "
+                        "* = interval above target; train: one training step)")
     extra = (("precision",) if multi_precision else ()) + (("batch",) if batches else ())
     for col in ("model", "strategy", "s", *extra, "flops", "acts", *columns):
         table.add_column(col, justify="left" if col in ("model", "strategy", "precision") else "right")
