@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from fsrt.bench.points import Point, Status
 from fsrt.bench.rounds import Window
-from fsrt.bench.uncertainty import Interval, bootstrap, geomean_ratio, independent_ratio, ratio
+from fsrt.bench.uncertainty import Interval, bootstrap, geomean_ratio, independent_ratio, ratio, with_movement
 from fsrt.fitting import finite_positive, loglog_fit
 
 METRICS = ("flops", "params", "acts")
@@ -271,11 +271,12 @@ def is_reference(label: str) -> bool:
     return "eager" in label.split(" ")[0].lower()
 
 
-def ranking(points: list[Point], labels: dict[tuple, str], windows: dict[str, list[Window]] | None = None
-            ) -> list[dict]:
+def ranking(points: list[Point], labels: dict[tuple, str], windows: dict[str, list[Window]] | None = None,
+            movement: float | None = None) -> list[dict]:
     """Per model (and batch and mode): series ordered fastest first, each with its speedup over the reference
     (eager, else the slowest series) as an interval, and whether the fastest is resolved against the
-    runner-up."""
+    runner-up. ``movement``: the machine's measured point-by-point movement between runs, which every
+    interval then includes (``uncertainty.ratio``)."""
     rows = []
     for (model, batch, mode), pts in group_by(distinct(counted(points)), "model", "batch", "mode").items():
         best: dict[str, Point] = {}
@@ -289,10 +290,10 @@ def ranking(points: list[Point], labels: dict[tuple, str], windows: dict[str, li
         ref = best[ref_label]
         items = []
         for lab, p in order:
-            sp = ratio(ref, p, windows)
+            sp = ratio(ref, p, windows, movement)
             items.append({"series": lab, "latency_ms": p.latency_ms, "latency_lo_ms": p.latency_lo_ms,
                           "latency_hi_ms": p.latency_hi_ms, "speedup": sp.value, "speedup_ci": sp.to_dict()})
-        lead = ratio(order[1][1], order[0][1], windows) if len(order) > 1 else None
+        lead = ratio(order[1][1], order[0][1], windows, movement) if len(order) > 1 else None
         rows.append({"model": model, "batch": batch, "mode": mode or "infer", "reference": ref_label, "order": items,
                      "fastest": order[0][0], "fastest_ms": order[0][1].latency_ms, "speedup": items[0]["speedup"],
                      "speedup_ci": items[0]["speedup_ci"], "runner_up": order[1][0] if len(order) > 1 else None,
@@ -302,10 +303,12 @@ def ranking(points: list[Point], labels: dict[tuple, str], windows: dict[str, li
     return rows
 
 
-def fastest_runtime(rank_rows: list[dict], windows: dict[str, list[Window]] | None = None) -> dict | None:
+def fastest_runtime(rank_rows: list[dict], windows: dict[str, list[Window]] | None = None,
+                    movement: float | None = None) -> dict | None:
     """The series that wins most models (resolved wins first); its geometric-mean speedup over the
     reference and over the closest competitor, each with an interval; ``resolved`` when the lead
-    over the closest competitor excludes 1."""
+    over the closest competitor excludes 1. The machine's ``movement`` is added once to each
+    geometric mean, as if every model of a runtime moved together (a runtime can slow as a whole)."""
     if not rank_rows:
         return None
     wins: dict[str, int] = defaultdict(int)
@@ -317,8 +320,9 @@ def fastest_runtime(rank_rows: list[dict], windows: dict[str, list[Window]] | No
     series = sorted({lab for r in rank_rows for lab in r["_points"]})
 
     def versus(other: str) -> Interval | None:
-        return geomean_ratio([ratio(r["_points"][other], r["_points"][winner], windows) for r in rank_rows
-                              if other in r["_points"] and winner in r["_points"]], shared_errors=False)
+        return with_movement(geomean_ratio([ratio(r["_points"][other], r["_points"][winner], windows)
+                                            for r in rank_rows if other in r["_points"] and winner in r["_points"]],
+                                           shared_errors=False), movement)
 
     others = [(s, versus(s)) for s in series if s != winner]
     others = [(s, iv) for s, iv in others if iv is not None]
@@ -333,10 +337,10 @@ def fastest_runtime(rank_rows: list[dict], windows: dict[str, list[Window]] | No
 
 
 def fastest_strategy(points: list[Point], labels: dict[tuple, str], series: str,
-                     windows: dict[str, list[Window]] | None = None) -> list[dict]:
+                     windows: dict[str, list[Window]] | None = None, movement: float | None = None) -> list[dict]:
     """Per base model, on one series: strategies ordered by latency at the largest s that every
     strategy reached; the fastest's lead over the next (``resolved`` when its interval excludes 1)
-    and over the slowest."""
+    and over the slowest, both including the machine's ``movement`` between runs when given."""
     pts = [p for p in counted(points) if labels[series_key(p)] == series and p.s is not None]
     out = []
     for (base,), grp in group_by(pts, "base").items():
@@ -351,8 +355,8 @@ def fastest_strategy(points: list[Point], labels: dict[tuple, str], series: str,
         s = max(common)
         at = sorted(((min((p for p in g if p.s == s), key=lambda p: p.latency_ms), strategy_label(*key))
                      for key, g in strategies.items()), key=lambda t: t[0].latency_ms)
-        lead = ratio(at[1][0], at[0][0], windows)
-        spread = ratio(at[-1][0], at[0][0], windows)
+        lead = ratio(at[1][0], at[0][0], windows, movement)
+        spread = ratio(at[-1][0], at[0][0], windows, movement)
         out.append({"series": series, "base": base, "s": s, "fastest": at[0][1], "fastest_ms": at[0][0].latency_ms,
                     "next": at[1][1], "lead": lead.to_dict(), "resolved": lead.excludes(1.0),
                     "same_model": at[0][0].measurement_id == at[1][0].measurement_id,
@@ -366,7 +370,7 @@ def fastest_strategy(points: list[Point], labels: dict[tuple, str], series: str,
 COMPARE_FIELDS = ("model", "runtime", "precision", "batch")
 
 
-def compare(runs: list[tuple[str, list[Point]]], same_machine: bool = False) -> dict:
+def compare(runs: list[tuple[str, list[Point]]], same_machine: bool = False, level_sd: float | None = None) -> dict:
     """Side by side: the same model, runtime, precision and batch across runs (e.g. two machines).
 
     ``runs`` is ``[(run label, points), ...]``; ratios are each run's figure over the first run's
@@ -374,6 +378,8 @@ def compare(runs: list[tuple[str, list[Point]]], same_machine: bool = False) -> 
     Each run's summary line also says how far its points differ around their common factor (the
     structure of the two runs, apart from a factor every point shares) and, when the runs share
     one machine (``same_machine``), that a common factor alone is that machine's level moving.
+    ``level_sd``, the machine's measured movement between runs (``machine_history``), widens each
+    geometric mean's interval by the level difference two runs on that machine can show.
     """
     tables = []
     for _, pts in runs:
@@ -399,7 +405,7 @@ def compare(runs: list[tuple[str, list[Point]]], same_machine: bool = False) -> 
                  "geomean_ci": []}
         for i in range(len(runs)):
             ivs = [r["_ivs"][i] for r in grp if r["_ivs"][i] is not None]
-            g = geomean_ratio(ivs, shared_errors=True)
+            g = with_movement(geomean_ratio(ivs, shared_errors=True), level_sd)
             entry["matched"].append(len(ivs))
             entry["geomean_ratio"].append(g.value if g else None)
             entry["geomean_ci"].append(_interval_dict(g))
@@ -411,11 +417,11 @@ def compare(runs: list[tuple[str, list[Point]]], same_machine: bool = False) -> 
     for i in range(1, len(runs)):
         ivs = [r["_ivs"][i] for r in rows if r["_ivs"][i] is not None]
         structure.append(around_common_factor(ivs))
-        g = geomean_ratio(ivs, shared_errors=True)
+        g = with_movement(geomean_ratio(ivs, shared_errors=True), level_sd)
         if g is None:
             lines.append(f"{names[i]} and {names[0]} share no measured model/runtime/precision/batch.")
             continue
-        lines.append(_run_vs_run_line(names[i], names[0], g, structure[i], same_machine))
+        lines.append(_run_vs_run_line(names[i], names[0], g, structure[i], same_machine, level_sd))
     for r in rows:
         del r["_ivs"]
     return {"runs": names, "rows": rows, "per_runtime": per_runtime, "summary": lines, "structure": structure}
@@ -433,7 +439,8 @@ def around_common_factor(ratios: list[Interval]) -> dict | None:
     return {"points": len(logs), "mean_abs_log_deviation": sum(dev) / len(dev), "worst_abs_log_deviation": max(dev)}
 
 
-def _run_vs_run_line(name: str, first: str, g: Interval, structure: dict, same_machine: bool) -> str:
+def _run_vs_run_line(name: str, first: str, g: Interval, structure: dict, same_machine: bool,
+                     level_sd: float | None = None) -> str:
     n = structure["points"]
     ci = f" (95% interval {g.lo:.2f}-{g.hi:.2f})" if g.lo else ""
     if not g.excludes(1.0) and g.lo:
@@ -444,7 +451,10 @@ def _run_vs_run_line(name: str, first: str, g: Interval, structure: dict, same_m
                 f"{n} matched points{ci and ', ratio' + ci})")
     line += (f"; around that common factor the points differ by {100 * structure['mean_abs_log_deviation']:.1f}% "
              f"on average, {100 * structure['worst_abs_log_deviation']:.1f}% at most.")
-    if same_machine:
+    if same_machine and level_sd:
+        line += (f" Both runs are on this machine, whose speed moves between runs with a measured standard deviation "
+                 f"of {100 * level_sd:.1f}% per run; the interval includes that movement.")
+    elif same_machine:
         line += (" Both runs are on this machine: a factor common to every point, with the points agreeing around "
                  "it, is the machine's speed moving between the runs (each run's intervals cover only its own "
                  "minutes), not a difference of what was measured.")

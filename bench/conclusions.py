@@ -134,19 +134,22 @@ def _status_lines(points: list[Point]) -> list[str]:
 
 
 def summarize(points: list[Point], windows: dict[str, list[Window]] | None = None, probe: dict | None = None,
-              seed: int = 0) -> dict:
-    """Every analysis of one run's points plus a short plain-language summary (list of sentences)."""
+              seed: int = 0, movement: float | None = None) -> dict:
+    """Every analysis of one run's points plus a short plain-language summary (list of sentences).
+    ``movement``: the machine's measured point-by-point movement between runs (``machine_history``),
+    which every comparison between two points then includes, so that "resolved" holds beyond this
+    run's minutes."""
     windows = windows or {}
     labels = analysis.series_labels(points)
     corr, best = analysis.correlations(points, labels, seed)
-    rank = analysis.ranking(points, labels, windows)
-    by_mode = {m: analysis.fastest_runtime([r for r in rank if r["mode"] == m], windows)
+    rank = analysis.ranking(points, labels, windows, movement)
+    by_mode = {m: analysis.fastest_runtime([r for r in rank if r["mode"] == m], windows, movement)
                for m in dict.fromkeys(r["mode"] for r in rank)}  # inference and training steps apart
     fastest = by_mode.get("infer") or next(iter(by_mode.values()), None)
     strat = [row for f in by_mode.values() if f
-             for row in analysis.fastest_strategy(points, labels, f["series"], windows)]
+             for row in analysis.fastest_strategy(points, labels, f["series"], windows, movement)]
     roof = analysis.roofline(points, labels)
-    costs = precision_costs(points, windows)
+    costs = precision_costs(points, windows, movement)
     train = train_analysis.analyze(points, labels, seed)
     noise = run_noise({m: w for m, w in windows.items()}).to_dict()
     lines = [] if analysis.counted(points) else ["No successfully measured points in this run, so there is nothing "

@@ -18,9 +18,11 @@ from fsrt.bench.uncertainty import ratio
 PARTNER_FIELDS = ("model", "runtime", "mode", "batch", "device", "threads")
 
 
-def precision_costs(points: list[Point], windows: dict[str, list[Window]] | None = None) -> list[dict]:
+def precision_costs(points: list[Point], windows: dict[str, list[Window]] | None = None,
+                    movement: float | None = None) -> list[dict]:
     """One row per half-precision measurement: its fp32 partner's figure, the speedup (an
-    interval dict, None when either is unmeasured), the errors and the outcome."""
+    interval dict, None when either is unmeasured; with the machine's ``movement`` between runs when
+    given), the errors and the outcome."""
     pts = analysis.distinct(points)
     fp32 = {tuple(getattr(p, f) for f in PARTNER_FIELDS): p for p in pts if p.precision == "fp32"}
     rows = []
@@ -28,7 +30,7 @@ def precision_costs(points: list[Point], windows: dict[str, list[Window]] | None
         if p.precision == "fp32":
             continue
         base = fp32.get(tuple(getattr(p, f) for f in PARTNER_FIELDS))
-        speedup = ratio(base, p, windows).to_dict() if base and base.measured and p.measured else None
+        speedup = ratio(base, p, windows, movement).to_dict() if base and base.measured and p.measured else None
         rows.append({"model": p.model, "runtime": p.runtime, "batch": p.batch, "precision": p.precision,
                      "fp32_ms": base.latency_ms if base else None, "latency_ms": p.latency_ms,
                      "latency_lo_ms": p.latency_lo_ms, "latency_hi_ms": p.latency_hi_ms, "speedup": speedup,

@@ -27,6 +27,8 @@ from pathlib import Path
 from fsrt.accuracy import LOWER_FACTOR, UPPER_FACTOR
 from fsrt.bench import analysis, plots, report_latency
 from fsrt.bench.conclusions import summarize
+from fsrt.bench.machine_history import NOT_MEASURED, BetweenRuns
+from fsrt.bench.machine_history import SETTING as BETWEEN_RUNS
 from fsrt.bench.noise import THREADS_SETTING, describe_probe
 from fsrt.bench.points import POINT_FIELDS, Point, Status
 from fsrt.bench.rounds import Window
@@ -210,6 +212,7 @@ class RunData:
     ceilings: list[dict]
     probe: dict | None
     analysis: dict
+    between_runs: BetweenRuns | None = None  # the machine's measured movement between runs
     latency_model: dict = field(default_factory=dict)  # what the latency-model section showed
 
     @property
@@ -233,8 +236,10 @@ def _load(store, run_ids: list) -> list[RunData]:
         pts = store.run_points(r["id"])
         windows = store.windows(r["machine_id"], sorted({p.mkey for p in pts if p.mkey}))
         probe = store.setting(r["machine_id"], THREADS_SETTING)
+        between = BetweenRuns.from_dict(store.setting(r["machine_id"], BETWEEN_RUNS))
+        analysis_ = summarize(pts, windows, probe, movement=between.point_sd if between else None)
         out.append(RunData(r, label, pts, windows, store.unavailable(r["id"]), machines.get(r["machine_id"], {}),
-                           store.ceilings(r["machine_id"]), probe, summarize(pts, windows, probe)))
+                           store.ceilings(r["machine_id"]), probe, analysis_, between_runs=between))
     return out
 
 
@@ -327,7 +332,9 @@ def _noise_section(doc: Doc, rd: RunData, level: int, caption: str) -> None:
           "by round; comparisons between runs combine their intervals. An interval describes this run's "
           "minutes only: on a shared virtual machine the machine's speed can move more between runs minutes "
           "apart (seen: 5% on every point, and 1.1-1.3x per runtime between two default runs half an hour "
-          "apart), which no single run can see; compare runs side by side (fsrt report RUN RUN).")
+          "apart), which no single run can see. That movement is measured from the runs kept for this "
+          "machine:")
+    doc.p(rd.between_runs.sentence() if rd.between_runs else NOT_MEASURED)
     doc.table(["figure", "value"], [
         ["timing windows", n["windows"]], ["measurements", n["measurements"]],
         ["outlier windows dropped (and measured again)", n["dropped"]],
@@ -651,7 +658,8 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
             paths[kind] = rel
         per_run_paths.append(paths)
     same_machine = len({rd.run["machine_id"] for rd in runs}) == 1
-    comparison = analysis.compare([(rd.label, rd.points) for rd in runs], same_machine) if multi else None
+    level_sd = runs[0].between_runs.level_sd if same_machine and runs[0].between_runs else None
+    comparison = analysis.compare([(rd.label, rd.points) for rd in runs], same_machine, level_sd) if multi else None
     cmp_plot = None
     if comparison:
         png = plots.compare_runs(comparison["rows"], comparison["runs"])
@@ -679,7 +687,8 @@ def write_report(store, run_ids: list, out_dir: str | Path) -> dict[str, Path]:
         "runs": [{"id": rd.run["id"], "name": rd.run["name"], "label": rd.label, "machine_id": rd.run["machine_id"],
                   "machine": rd.machine, "created": rd.run.get("created"), "finished": rd.run.get("finished"),
                   "config": rd.run.get("config"), "points": len(rd.points), "unavailable": rd.unavailable,
-                  "ceilings": rd.ceilings, "analysis": rd.analysis, "latency_model": rd.latency_model}
+                  "ceilings": rd.ceilings, "analysis": rd.analysis, "latency_model": rd.latency_model,
+                  "between_runs": rd.between_runs.to_dict() if rd.between_runs else None}
                  for rd in runs],
         "comparison": comparison,
         "summary": [f"{rd.label}: {line}" if multi else line for rd in runs for line in rd.analysis["summary"]]

@@ -79,15 +79,30 @@ def paired_ratio(a: list[Window], b: list[Window], confidence: float = 0.95) -> 
     return Interval(median(ratios), ci[0], ci[1], f"paired rounds (n={len(ratios)})")
 
 
-def ratio(a: Point, b: Point, windows: dict[str, list[Window]] | None = None) -> Interval:
-    """``a / b`` latency: paired over shared rounds where both have windows, else independent."""
+def ratio(a: Point, b: Point, windows: dict[str, list[Window]] | None = None,
+          movement: float | None = None) -> Interval:
+    """``a / b`` latency: paired over shared rounds where both have windows, else independent;
+    ``movement`` (the machine's measured point-by-point movement between runs, log sd) widens it
+    so that it holds for the machine, not only for this run's minutes."""
     if windows:
         wa, wb = windows.get(a.measurement_id), windows.get(b.measurement_id)
         if wa and wb:
             paired = paired_ratio(wa, wb)
             if paired is not None:
-                return paired
-    return independent_ratio(a, b)
+                return with_movement(paired, movement)
+    return with_movement(independent_ratio(a, b), movement)
+
+
+def with_movement(iv: Interval | None, sd: float | None) -> Interval | None:
+    """A ratio of two figures with the machine's movement between runs added to its interval: each
+    figure moves by a draw of log standard deviation ``sd`` independent of its within-run error, so
+    their ratio by one of sqrt(2) sd, and the log half-widths add in quadrature. Unchanged without
+    ``sd`` or without an interval."""
+    if iv is None or not sd or iv.lo is None or iv.hi is None:
+        return iv
+    h = math.hypot(max(math.log(iv.hi / iv.value), math.log(iv.value / iv.lo)), Z95 * math.sqrt(2.0) * sd)
+    return Interval(iv.value, iv.value * math.exp(-h), iv.value * math.exp(h),
+                    iv.method + ", with the machine's measured movement between runs")
 
 
 def geomean_ratio(ratios: Sequence[Interval], shared_errors: bool) -> Interval | None:

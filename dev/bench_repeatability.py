@@ -53,14 +53,24 @@ def run_bench(args: list[str], folder: Path) -> tuple[float, dict]:
     return time.perf_counter() - t0, json.loads(proc.stdout)
 
 
+def run_evidence(db: Path, run_id: int):
+    """A run's points, windows and the machine's movement between runs its database holds (as the report reads them)."""
+    from fsrt.bench.machine_history import SETTING, BetweenRuns
+
+    with Store(db) as st:
+        pts = st.run_points(run_id)
+        mid = st.run(run_id)["machine_id"]
+        wins = st.windows(mid, sorted({p.mkey for p in pts if p.mkey}))
+        return pts, wins, BetweenRuns.from_dict(st.setting(mid, SETTING))
+
+
 def conclusions(db: Path, run_id: int) -> dict[tuple, tuple[str, bool]]:
     """Every conclusion of a run: key -> (answer, resolved)."""
     from fsrt.bench.conclusions import summarize
 
-    with Store(db) as st:
-        pts = st.run_points(run_id)
-        wins = st.windows(st.run(run_id)["machine_id"], sorted({p.mkey for p in pts if p.mkey}))
-    a = summarize(pts, wins)
+    pts, wins, between = run_evidence(db, run_id)
+    movement = between.point_sd if between else None
+    a = summarize(pts, wins, movement=movement)
     out: dict[tuple, tuple[str, bool]] = {}
     for series, row in a["best_predictors"].items():
         out[("best predictor", series)] = (row["metric"], row["resolved"])
@@ -68,7 +78,7 @@ def conclusions(db: Path, run_id: int) -> dict[tuple, tuple[str, bool]]:
         out[("fastest runtime", row["model"], row["batch"])] = (row["fastest"], row["resolved"])
     labels = analysis.series_labels(pts)
     for series in sorted(set(labels.values())):
-        for row in analysis.fastest_strategy(pts, labels, series, wins):
+        for row in analysis.fastest_strategy(pts, labels, series, wins, movement):
             out[("fastest strategy", series, row["base"], row["s"])] = (row["fastest"], row["resolved"])
     return out
 
@@ -78,14 +88,13 @@ def run_vs_run(first: tuple[Path, int], second: tuple[Path, int]) -> dict:
     independent-errors rule would have said of the same matched points."""
     from fsrt.bench.uncertainty import Interval, geomean_ratio
 
-    pts = []
-    for db, run_id in (first, second):
-        with Store(db) as st:
-            pts.append(st.run_points(run_id))
-    cmp = analysis.compare([("first", pts[0]), ("second", pts[1])], same_machine=True)
+    pts, wins, between = zip(*(run_evidence(db, run_id) for db, run_id in (first, second)))
+    level_sd = between[1].level_sd if between[1] else None  # the machine's movement as the later run knows it
+    cmp = analysis.compare([("first", pts[0]), ("second", pts[1])], same_machine=True, level_sd=level_sd)
     ivs = [Interval(**r["ratio_cis"][1]) for r in cmp["rows"] if r["ratio_cis"][1] and r["ratio_cis"][1]["lo"]]
     old = geomean_ratio(ivs, shared_errors=False)
-    return {"claim": cmp["summary"][0], "independent_rule": old.to_dict() if old else None,
+    return {"claim": cmp["summary"][0], "between_runs": [b.to_dict() if b else None for b in between],
+            "independent_rule": old.to_dict() if old else None,
             "independent_rule_resolved": bool(old and old.excludes(1.0))}
 
 

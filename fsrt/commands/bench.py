@@ -282,15 +282,19 @@ def _run(plan, threads, runtimes, skipped, out_dir, db_path, no_report, as_json)
                 raise Interrupted("measured windows and points are stored: rerun the same command to resume",
                                   by=e) from None
         store.finish_run(run_id)
+        between = _between_runs(store, mid, db_path, run_id, points)
         paths = {}
         if not no_report:
             from fsrt.bench.report import write_report
 
             paths = write_report(store, [run_id], out_dir / "report")
     if as_json:
-        print_json(_json_doc(run_id, out_dir, db_path, mid, threads, skipped, points, paths))
+        print_json(_json_doc(run_id, out_dir, db_path, mid, threads, skipped, points, paths, between))
         return
     _print_table(points)
+    from fsrt.bench.machine_history import NOT_MEASURED
+
+    out.print(f"[dim]{between.sentence() if between else NOT_MEASURED}[/]")
     if paths:
         out.print(f"report: {paths.get('html', out_dir / 'report')}")
 
@@ -302,9 +306,20 @@ JSON_FIELDS = ("model", "strategy", "s", "runtime", "mode", "precision", "batch"
                "backward_ms", "backward_lo_ms", "backward_hi_ms")
 
 
-def _json_doc(run_id, out_dir, db_path, mid, threads, skipped, points, paths) -> dict:
+def _between_runs(store, mid: str, db_path: Path, run_id: int, points):
+    """Add this finished run to the machine's run history and keep the machine's measured movement
+    between runs in the database (for the report); None while no two kept runs share measurements."""
+    from fsrt.bench.machine_history import SETTING, record_run
+
+    between = record_run(mid, f"{Path(db_path).resolve()}#{run_id}", points)
+    if between is not None:
+        store.put_setting(mid, SETTING, between.to_dict())
+    return between
+
+
+def _json_doc(run_id, out_dir, db_path, mid, threads, skipped, points, paths, between) -> dict:
     return {"run_id": run_id, "name": out_dir.name, "db": str(db_path), "machine_id": mid, "threads": threads,
-            "unavailable": skipped,
+            "unavailable": skipped, "between_runs": between.to_dict() if between else None,
             "points": [{k: (str(v) if k == "status" else v) for k, v in p.to_dict().items() if k in JSON_FIELDS}
                        for p in points],
             "report": {k: str(v) for k, v in paths.items()}}
