@@ -16,8 +16,9 @@ Everything here is plain float64 math (no plotting, no I/O) so it can be tested 
 from __future__ import annotations
 
 import math
+import random
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from fsrt.bench.points import Point, Status
 from fsrt.bench.rounds import Window
@@ -151,17 +152,31 @@ def _interval_dict(iv: Interval | None) -> dict | None:
 
 
 # -- correlations and fits --------------------------------------------------------------------
-def _series_correlations(label: str, pts: list[Point], seed: int) -> tuple[list[dict], dict | None]:
+def _resampler(lat: list[float], movement: float | None, seed: int) -> Callable[[list[int]], list[float]]:
+    """A bootstrap resample's latencies, each moved by a draw of the machine's point-by-point
+    ``movement`` between runs (log sd) when it is known: the figures another run on this machine
+    might have given, so that an interval holds for the machine, not only for this run."""
+    rng = random.Random(seed + 1)
+
+    def pick(idx: list[int]) -> list[float]:
+        return [lat[i] * math.exp(rng.gauss(0.0, movement)) if movement else lat[i] for i in idx]
+
+    return pick
+
+
+def _series_correlations(label: str, pts: list[Point], seed: int, movement: float | None = None
+                         ) -> tuple[list[dict], dict | None]:
     """Pearson r (with bootstrap interval) and log-log fits of latency against each metric, and the
     best predictor with the interval of its lead over the runner-up (same resamples)."""
     lat = [p.latency_ms for p in pts]
+    pick = _resampler(lat, movement, seed)
     cols = {m: [getattr(p, m) for p in pts] for m in METRICS}
     rows = []
     for m in METRICS:
         xs = cols[m]
         fit = loglog_fit(xs, lat)
-        r_ci = bootstrap(lambda idx, xs=xs: pearson([xs[i] for i in idx], [lat[i] for i in idx]), len(pts), seed)
-        k_ci = bootstrap(lambda idx, xs=xs: _exponent([xs[i] for i in idx], [lat[i] for i in idx]), len(pts), seed)
+        r_ci = bootstrap(lambda idx, xs=xs: pearson([xs[i] for i in idx], pick(idx)), len(pts), seed)
+        k_ci = bootstrap(lambda idx, xs=xs: _exponent([xs[i] for i in idx], pick(idx)), len(pts), seed)
         rows.append({"series": label, "metric": m, "n": len(pts), "pearson_r": pearson(xs, lat),
                      "pearson_r_lo": r_ci[0] if r_ci else None, "pearson_r_hi": r_ci[1] if r_ci else None,
                      "pearson_r_log": pearson(xs, lat, log=True),
@@ -176,8 +191,8 @@ def _series_correlations(label: str, pts: list[Point], seed: int) -> tuple[list[
         a, b = cols[ranked[0]["metric"]], cols[ranked[1]["metric"]]
 
         def lead(idx):
-            ra, rb = pearson([a[i] for i in idx], [lat[i] for i in idx]), pearson([b[i] for i in idx],
-                                                                                 [lat[i] for i in idx])
+            ys = pick(idx)
+            ra, rb = pearson([a[i] for i in idx], ys), pearson([b[i] for i in idx], ys)
             return None if ra is None or rb is None else ra - rb
 
         ci = bootstrap(lead, len(pts), seed)
@@ -191,12 +206,14 @@ def _exponent(xs, ys) -> float | None:
     return fit.exponent if fit else None
 
 
-def correlations(points: list[Point], labels: dict[tuple, str], seed: int = 0) -> tuple[list[dict], dict[str, dict]]:
+def correlations(points: list[Point], labels: dict[tuple, str], seed: int = 0, movement: float | None = None
+                 ) -> tuple[list[dict], dict[str, dict]]:
     """Per series: correlation rows for each metric, and the best predictor (series -> row with
-    ``resolved``), over distinct measured points (the scaling paper's Figure 2 for this machine)."""
+    ``resolved``), over distinct measured points (the scaling paper's Figure 2 for this machine);
+    with the machine's ``movement`` between runs, each resample's latencies move by it."""
     rows, best = [], {}
     for label, pts in by_series(distinct(counted(points)), labels).items():
-        r, b = _series_correlations(label, pts, seed)
+        r, b = _series_correlations(label, pts, seed, movement)
         rows += r
         if b is not None:
             best[label] = b

@@ -87,7 +87,7 @@ def _strategy_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _noise_line(noise: dict, probe: dict | None) -> list[str]:
+def _noise_line(noise: dict, probe: dict | None, movement: float | None = None) -> list[str]:
     lines = []
     if noise["windows"]:
         text = (f"Machine noise met by this run: {noise['windows']} timing windows over {noise['measurements']} "
@@ -101,6 +101,13 @@ def _noise_line(noise: dict, probe: dict | None) -> list[str]:
         lines.append(text + f"; {noise['dropped']} outlier window(s) were dropped and measured again.")
     if probe:
         lines.append(describe_probe(probe))
+    if movement is not None:
+        lines.append(f"Every comparison above includes this machine's measured movement between runs "
+                     f"({100 * movement:.1f}% per point beyond its within-run error), so a resolved claim holds for "
+                     "the machine, not only for this run's minutes.")
+    else:
+        lines.append("How far this machine's speed moves between runs is not measured yet, so the comparisons above "
+                     "hold for this run's minutes; a second run into another database measures it.")
     return lines
 
 
@@ -141,7 +148,7 @@ def summarize(points: list[Point], windows: dict[str, list[Window]] | None = Non
     run's minutes."""
     windows = windows or {}
     labels = analysis.series_labels(points)
-    corr, best = analysis.correlations(points, labels, seed)
+    corr, best = analysis.correlations(points, labels, seed, movement)
     rank = analysis.ranking(points, labels, windows, movement)
     by_mode = {m: analysis.fastest_runtime([r for r in rank if r["mode"] == m], windows, movement)
                for m in dict.fromkeys(r["mode"] for r in rank)}  # inference and training steps apart
@@ -163,7 +170,7 @@ def summarize(points: list[Point], windows: dict[str, list[Window]] | None = Non
     lines += train["summary"]
     lines += _roofline_lines(roof)
     lines += _status_lines(points)
-    lines += _noise_line(noise, probe)
+    lines += _noise_line(noise, probe, movement)
     for r in rank:
         r.pop("_points", None)
     return {"labels": {label: dict(zip(analysis.SERIES_FIELDS, key)) for key, label in labels.items()},

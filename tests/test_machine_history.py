@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import run_fsrt
-from fsrt.bench import machine_history as mh
 from fsrt.bench import analysis
+from fsrt.bench import machine_history as mh
 from fsrt.bench.points import Point, Status
 from fsrt.bench.uncertainty import geomean_ratio, independent_ratio, with_movement
 
@@ -177,3 +177,23 @@ def test_two_runs_into_two_databases_measure_the_machine_movement(tmp_path):
     kept = json.loads((Path(os.environ["FSRT_CACHE_DIR"]) / "machines" / f"{doc_b['machine_id']}.json").read_text())
     assert [r["run"] for r in kept[mh.HISTORY]["runs"]] == [f"{(tmp_path / 'a.db').resolve()}#1",
                                                            f"{(tmp_path / 'b.db').resolve()}#1"]
+
+
+def test_the_best_predictors_lead_includes_the_machine_movement():
+    """Latency follows acts, and flops only partly: the within-run bootstrap resolves acts as the
+    best predictor; once each resample's figures may move by the machine's 30% per point, a lead
+    that a later run could lose is not resolved, and r's interval only widens."""
+    rng = np.random.default_rng(4)
+    acts = rng.uniform(1e6, 1e7, 12)
+    flops = acts * rng.uniform(0.6, 1.6, 12)
+    pts = [Point(model=f"M{i}", runtime="ort", mode="infer", precision="fp32", batch=1, mkey=f"k{i}",
+                 status=Status.OK, latency_ms=float(a) / 1e6, flops=int(f), acts=int(a), params=int(1e6 + i))
+           for i, (a, f) in enumerate(zip(acts, flops))]
+    labels = analysis.series_labels(pts)
+    rows0, best0 = analysis.correlations(pts, labels)
+    rows1, best1 = analysis.correlations(pts, labels, movement=0.3)
+    assert best0["ort"]["metric"] == "acts" and best0["ort"]["resolved"]
+    assert not best1["ort"]["resolved"]
+    r0 = next(r for r in rows0 if r["metric"] == "acts")
+    r1 = next(r for r in rows1 if r["metric"] == "acts")
+    assert r1["pearson_r"] == r0["pearson_r"] and r1["pearson_r_lo"] < r0["pearson_r_lo"]
