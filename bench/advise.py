@@ -245,44 +245,47 @@ def measure_plan(question: Question, vs: list[Variant], window: WindowConfig | N
                      window=window or WindowConfig(), rounds=rounds or RoundConfig())
 
 
-def compare_measured(advice: Advice, points: list[Point], windows: dict[str, list[Window]]) -> None:
+def compare_measured(advice: Advice, points: list[Point], windows: dict[str, list[Window]],
+                     movement: float | None = None) -> None:
     """Attach the measured points, the recommendation's speedups over dWr and dwr and the final
     recommendation to ``advice`` (see ``judge``)."""
     chosen = [(c.label, c.scaled.spec.name) for c in to_measure(advice.ranked, advice.question.tolerance)]
-    advice.measured, advice.comparisons, advice.recommendation, advice.note = judge(chosen, points, windows)
+    advice.measured, advice.comparisons, advice.recommendation, advice.note = judge(chosen, points, windows, movement)
 
 
-def judge(chosen: list[tuple[str, str]], points: list[Point], windows: dict[str, list[Window]]
-          ) -> tuple[dict[str, Point], list[dict], str, str]:
+def judge(chosen: list[tuple[str, str]], points: list[Point], windows: dict[str, list[Window]],
+          movement: float | None = None) -> tuple[dict[str, Point], list[dict], str, str]:
     """``chosen`` is ``[(label, model name), ...]``, the predicted best first, then the references.
 
     Returns the measured point of each, the comparisons, the recommendation and why. The predicted
     best is compared with each reference (its speedup: the reference's latency over its own, paired
     over rounds where both were measured in one sweep); it stays the recommendation unless a
     reference was measured resolved faster, and then the fastest such reference is recommended and
-    compared with every other measured network too.
+    compared with every other measured network too. ``movement``: the machine's measured
+    point-by-point movement between runs, which each speedup's interval then includes.
     """
     by_model = {p.model: p for p in counted(points)}
     measured = {label: by_model[name] for label, name in chosen if name in by_model}
     best = chosen[0][0]
     if best not in measured:
         return measured, [], best, "predicted best (its measurement failed: see the stored point)"
-    comparisons = _compare(best, [label for label, _ in chosen[1:]], measured, windows)
+    comparisons = _compare(best, [label for label, _ in chosen[1:]], measured, windows, movement)
     faster = [(c["speedup"]["value"], c["reference"]) for c in comparisons if c["resolved"] and
               c["speedup"]["value"] < 1.0]
     if not faster:
         return measured, comparisons, best, "predicted best"
     winner = min(faster)[1]
-    comparisons += _compare(winner, [label for label, _ in chosen if label != winner], measured, windows)
+    comparisons += _compare(winner, [label for label, _ in chosen if label != winner], measured, windows, movement)
     return measured, comparisons, winner, f"measured faster than the predicted best ({best})"
 
 
-def _compare(label: str, others: list[str], measured: dict[str, Point], windows) -> list[dict]:
+def _compare(label: str, others: list[str], measured: dict[str, Point], windows, movement: float | None = None
+             ) -> list[dict]:
     """``label``'s speedup over each measured one of ``others``, with its interval and verdict."""
     out = []
     for other in others:
         if other in measured:
-            iv = ratio(measured[other], measured[label], windows)
+            iv = ratio(measured[other], measured[label], windows, movement)
             out.append({"recommended": label, "reference": other, "speedup": iv.to_dict(),
                         "resolved": iv.excludes(1.0), "verdict": _verdict(iv, label, other)})
     return out

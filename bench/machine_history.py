@@ -15,8 +15,11 @@ kept for the machine, the spread of one run's level is
 
 (two runs' levels differ by the difference of two draws, whose variance is twice one draw's), and a
 figure reproduces in a later run on the machine to within a factor exp(+-1.96 sqrt(2) sd) (95%) as far
-as the machine's movement goes. The report and the console state it beside the within-run intervals,
-and a comparison of two runs on one machine widens its interval by it.
+as the machine's movement goes. Around each pair's common factor the points also move one by one
+(``point_sd``, beyond their within-run error), which is what can turn a comparison of two points of
+one run (runtime vs runtime, strategy vs strategy) in a later run. The console, ``--json`` and the
+report state both; every comparison between points of a run includes ``point_sd`` and a comparison
+of two runs on one machine includes ``level_sd`` (``uncertainty.with_movement``).
 """
 
 from __future__ import annotations

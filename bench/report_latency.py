@@ -117,7 +117,7 @@ def _advice_candidates(advice: dict | None, rd) -> list[dict]:
         return []
     chosen = [(label, next(c["name"] for c in advice["candidates"] if c["label"] == label))
               for label in advice["measure"]]
-    measured, _, _, _ = judge(chosen, rd.points, rd.windows)
+    measured, _, _, _ = judge(chosen, rd.points, rd.windows)  # which point is which; the verdicts are not used
     out = []
     for c in advice["candidates"]:
         p = measured.get(c["label"])
@@ -128,7 +128,8 @@ def _advice_candidates(advice: dict | None, rd) -> list[dict]:
 def _advice(doc, level: int, advice: dict, rd) -> dict:
     chosen = [(label, next(c["name"] for c in advice["candidates"] if c["label"] == label))
               for label in advice["measure"]]
-    _, comparisons, recommendation, why = judge(chosen, rd.points, rd.windows)
+    movement = rd.between_runs.point_sd if rd.between_runs else None
+    _, comparisons, recommendation, why = judge(chosen, rd.points, rd.windows, movement)
     doc.h(level, "Recommendation")
     doc.p(f"{advice['base']} scaled to {_count(advice['target_flops'])} flops on {advice['model']['series']}: "
           f"every candidate strategy's exact network at the target, ranked by predicted latency ('off': its quantized "

@@ -78,6 +78,20 @@ def test_judge_names_the_winner_only_when_resolved():
     assert comps[2]["speedup"]["value"] == pytest.approx(1 / comps[0]["speedup"]["value"], rel=0.02)
 
 
+def test_judge_keeps_the_predicted_best_when_a_lead_is_within_the_machines_movement():
+    """A reference 3% faster in this run's paired rounds, on a machine whose points move 4% between
+    runs: within the run it is resolved and would replace the predicted best; with the movement the
+    lead is not resolved and the prediction stands."""
+    pts = [Point(model=m, status="ok", latency_ms=v, mkey=m) for m, v in (("best", 10.0), ("a", 9.7))]
+    windows = {"best": _windows([10.0, 10.1, 9.9, 10.0, 10.2, 9.8, 10.0]),
+               "a": _windows([9.7, 9.8, 9.6, 9.7, 9.9, 9.5, 9.7])}
+    _, comps, rec, _ = judge([("best", "best"), ("a", "a")], pts, windows)
+    assert rec == "a" and comps[0]["resolved"]
+    _, comps, rec, why = judge([("best", "best"), ("a", "a")], pts, windows, movement=0.04)
+    assert rec == "best" and why == "predicted best" and not comps[0]["resolved"]
+    assert comps[0]["speedup"]["lo"] < 1.0 < comps[0]["speedup"]["hi"]
+
+
 # -- the command line ------------------------------------------------------------------------------
 def _synthetic_store(path, runtime="ort"):
     mid = machine_id(fingerprint())

@@ -209,7 +209,7 @@ def _measure(advice, spec, store, mid, out_dir: Path, no_report: bool, quiet: bo
     compare them, and write the report."""
     from fsrt.bench.advise import compare_measured, measure_plan, run_config, variants
     from fsrt.bench.sweep_run import run_sweep
-    from fsrt.commands.bench import _check_memory, _progress
+    from fsrt.commands.bench import _between_runs, _check_memory, _progress
     from fsrt.errors import Interrupted
     from fsrt.sizes import human
 
@@ -229,8 +229,9 @@ def _measure(advice, spec, store, mid, out_dir: Path, no_report: bool, quiet: bo
         except KeyboardInterrupt as e:
             raise Interrupted("measured windows are stored: rerun the same command to resume", by=e) from None
     store.finish_run(run_id)
+    between = _between_runs(store, mid, store.path, run_id, points)
     windows = store.windows(mid, sorted({p.mkey for p in points if p.mkey}))
-    compare_measured(advice, points, windows)
+    compare_measured(advice, points, windows, between.point_sd if between else None)
     if no_report:
         return None
     from fsrt.bench.report import write_report
