@@ -14,10 +14,11 @@ kept for the machine, the spread of one run's level is
     sd = sqrt(mean(d^2) / 2),      d = log of a pair's common factor,
 
 (two runs' levels differ by the difference of two draws, whose variance is twice one draw's), and a
-figure reproduces in a later run on the machine to within a factor exp(+-1.96 sqrt(2) sd) (95%) as far
-as the machine's movement goes. Around each pair's common factor the points also move one by one
-(``point_sd``, beyond their within-run error), which is what can turn a comparison of two points of
-one run (runtime vs runtime, strategy vs strategy) in a later run. The console, ``--json`` and the
+run's common factor reproduces in a later run to within exp(+-1.96 sqrt(2) sd) (95%). Around each pair's
+common factor the points also move one by one (``point_sd``, beyond their within-run error), which is
+what can turn a comparison of two points of one run (runtime vs runtime, strategy vs strategy) in a
+later run; a single figure reproduces to within exp(+-1.96 sqrt(2) hypot(sd, point_sd)), in addition
+to the two runs' within-run intervals. The console, ``--json`` and the
 report state both; every comparison between points of a run includes ``point_sd`` and a comparison
 of two runs on one machine includes ``level_sd`` (``uncertainty.with_movement``).
 """
@@ -59,8 +60,9 @@ class BetweenRuns:
 
     @property
     def reproduce_rel(self) -> float:
-        """How far a later run's figure may lie from this run's on this machine (95%, relative)."""
-        return math.exp(Z95 * math.sqrt(2.0) * self.level_sd) - 1.0
+        """How far a later run's figure may lie from this run's on this machine (95%, relative): both
+        runs' levels and the point's own movement differ, beyond the two within-run errors."""
+        return math.exp(Z95 * math.sqrt(2.0) * math.hypot(self.level_sd, self.point_sd)) - 1.0
 
     def to_dict(self) -> dict:
         """JSON-able form (stored in a results database and printed under ``--json``)."""

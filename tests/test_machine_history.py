@@ -35,6 +35,7 @@ def test_level_sd_is_the_sample_sd_of_the_runs_levels_and_factors_their_differen
     assert est.level_sd == pytest.approx(float(np.std(levels, ddof=1)), rel=1e-9)
     assert est.runs == 9 and est.pairs == 36 and est.since == 0.0
     assert est.factors == pytest.approx(list(np.exp(levels[-1] - levels[:-1])), rel=1e-9)
+    assert est.point_sd == pytest.approx(0.0, abs=1e-7)  # every point moved with its run
     assert est.reproduce_rel == pytest.approx(math.exp(1.959964 * math.sqrt(2) * np.std(levels, ddof=1)) - 1, rel=1e-5)
 
 
@@ -62,6 +63,19 @@ def test_point_sd_is_what_moved_around_the_common_factor_beyond_the_within_run_e
                 for i in range(6)]
         found.append(mh.estimate(recs).point_sd)
     assert np.median(found) == pytest.approx(0.02, rel=0.1)
+
+
+def test_a_later_runs_figures_fall_within_the_stated_band_about_95_percent_of_the_time():
+    rng = np.random.default_rng(9)
+    inside = total = 0
+    for _ in range(150):
+        recs = [_record(f"r{i}", rng.normal(0, 0.03), 100.0 * i, rng.normal(0, 0.02, len(BASE_MS))) for i in range(9)]
+        est = mh.estimate(recs[:-1])  # what the eighth run states
+        now, later = recs[-2]["figures"], recs[-1]["figures"]
+        ratios = np.array([later[k][0] / now[k][0] for k in now])
+        inside += int(np.sum(np.abs(np.log(ratios)) <= math.log1p(est.reproduce_rel)))
+        total += len(ratios)
+    assert 0.91 <= inside / total <= 0.99
 
 
 def test_only_measurements_taken_apart_and_enough_of_them_make_a_pair():
