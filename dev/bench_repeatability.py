@@ -11,6 +11,9 @@ one sweep on one machine must not read as resolved, however many points they sha
 the independent-errors rule would give is printed beside it). A conclusion is *identical*
 (same answer, both resolved), *unresolved in both*, *one-sided* (resolved in one run only, same
 leader) or *contradictory* (both resolved, different answers: the failure this guards against).
+Each run's conclusions are drawn as its report draws them, with the machine's movement between runs
+that its database holds (``fsrt.bench.machine_history``; both runs and every earlier run on the
+machine feed it), which is printed beside the run-vs-run claim.
 It also recomputes every figure from the two runs' stored windows with other statistics
 (``dev/statistic_choice.py``), to show how the choice of statistic alone changes the agreement.
 
