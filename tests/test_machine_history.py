@@ -211,3 +211,19 @@ def test_the_best_predictors_lead_includes_the_machine_movement():
     r0 = next(r for r in rows0 if r["metric"] == "acts")
     r1 = next(r for r in rows1 if r["metric"] == "acts")
     assert r1["pearson_r"] == r0["pearson_r"] and r1["pearson_r_lo"] < r0["pearson_r_lo"]
+
+
+def test_two_runs_side_by_side_on_one_machine_read_a_common_factor_against_its_movement():
+    """Every point 5% slower in the second run, each with +-1%: without the machine's movement the
+    report calls the second run slower; on a machine measured to move 4% per run it is not resolved."""
+    first = [Point(model=f"M{i}", runtime="ort", precision="fp32", batch=1, status=Status.OK, latency_ms=b,
+                   latency_lo_ms=b * 0.99, latency_hi_ms=b * 1.01) for i, b in enumerate(BASE_MS)]
+    second = [p.replace(latency_ms=p.latency_ms * 1.05, latency_lo_ms=p.latency_lo_ms * 1.05,
+                        latency_hi_ms=p.latency_hi_ms * 1.05) for p in first]
+    plain = analysis.compare([("a", first), ("b", second)], same_machine=True)
+    moved = analysis.compare([("a", first), ("b", second)], same_machine=True, level_sd=0.04)
+    assert plain["summary"][0].startswith("b is 1.05x slower than a")
+    assert moved["summary"][0].startswith("b and a: not resolved, ratio 1.050")
+    assert "measured standard deviation of 4.0% per run" in moved["summary"][0]
+    lo, hi = moved["per_runtime"][0]["geomean_ci"][1]["lo"], moved["per_runtime"][0]["geomean_ci"][1]["hi"]
+    assert lo < 1.0 < hi
