@@ -20,8 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fsrt.exporters.trt_config import cache_dir
-from fsrt.io import atomic_write_text
+from fsrt.io import atomic_write_text, cache_dir
 
 
 def settings_path(machine_id: str) -> Path:

@@ -8,11 +8,11 @@ JSON are all testable on machines without TensorRT or a GPU.
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from fsrt.errors import FsrtError
+from fsrt.io import cache_dir
 from fsrt.names import slug
 from fsrt.sizes import parse_bytes
 
@@ -81,14 +81,6 @@ def batch_spec(batch: int | None = None, dynamic_batch=None) -> BatchSpec:
 def profile_shapes(chw: tuple[int, int, int], batch: BatchSpec) -> dict[str, tuple[int, ...]]:
     """Optimization-profile shapes ``{"min", "opt", "max"}`` of the NCHW input for ``batch``."""
     return {"min": (batch.min, *chw), "opt": (batch.opt, *chw), "max": (batch.max, *chw)}
-
-
-def cache_dir() -> Path:
-    """fsrt's cache folder: ``$FSRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/fsrt``, else ``~/.cache/fsrt``."""
-    if os.environ.get("FSRT_CACHE_DIR"):
-        return Path(os.environ["FSRT_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fsrt"
 
 
 def timing_cache_path(explicit: str | Path | None, gpu_name: str, trt_version: str) -> Path:

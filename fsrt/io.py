@@ -13,6 +13,15 @@ from typing import BinaryIO
 from fsrt.errors import FsrtError, os_error_text, write_failure
 
 
+def cache_dir() -> Path:
+    """fsrt's cache folder (TensorRT timing caches, what was measured about each machine):
+    ``$FSRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/fsrt``, else ``~/.cache/fsrt``."""
+    if os.environ.get("FSRT_CACHE_DIR"):
+        return Path(os.environ["FSRT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fsrt"
+
+
 def current_umask() -> int:
     """The process umask (read by setting and restoring it)."""
     mask = os.umask(0)

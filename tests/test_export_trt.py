@@ -81,7 +81,9 @@ def test_paths(monkeypatch, tmp_path):
     assert trt_config.timing_cache_path("mine.cache", "x", "y") == Path("mine.cache")
     monkeypatch.delenv("FSRT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert trt_config.cache_dir() == tmp_path / "xdg" / "fsrt"
+    from fsrt.io import cache_dir
+
+    assert cache_dir() == tmp_path / "xdg" / "fsrt"
     assert trt_config.default_engine_path("out/m.onnx") == Path("out/m.engine")
     assert trt_config.sidecar_path("out/m.engine") == Path("out/m.engine.json")
 
