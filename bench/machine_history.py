@@ -104,13 +104,6 @@ def _shared_logs(a: dict[str, list[float]], b: dict[str, list[float]]) -> list[t
     return out if len(out) >= MIN_SHARED else []
 
 
-def common_factor(a: dict[str, list[float]], b: dict[str, list[float]]) -> float | None:
-    """Run ``a``'s level over run ``b``'s: the geometric mean of their shared measurements' ratios;
-    None below ``MIN_SHARED`` measurements taken apart."""
-    logs = _shared_logs(a, b)
-    return math.exp(sum(d for d, _ in logs) / len(logs)) if logs else None
-
-
 def estimate(records: list[dict]) -> BetweenRuns | None:
     """The machine's between-run movement from its kept runs (oldest first, this run last); None when
     no two runs share measurements.
@@ -121,7 +114,7 @@ def estimate(records: list[dict]) -> BetweenRuns | None:
     intervals' half-widths over 1.96, squared), is twice one run's point-by-point movement
     (``point_sd``), pooled over all pairs.
     """
-    levels, runs, excess, count = [], set(), 0.0, 0
+    levels, runs, factors, excess, count = [], set(), [], 0.0, 0
     for (i, a), (j, b) in itertools.combinations(enumerate(records), 2):
         logs = _shared_logs(a["figures"], b["figures"])
         if not logs:
@@ -129,15 +122,15 @@ def estimate(records: list[dict]) -> BetweenRuns | None:
         n, mid = len(logs), sum(d for d, _ in logs) / len(logs)
         levels.append(mid)
         runs.update((i, j))
+        if j == len(records) - 1:  # the latest run's common factor over run i's
+            factors.append(math.exp(-mid))
         excess += sum((d - mid) ** 2 * n / (n - 1) - var for d, var in logs)
         count += n
     if not levels:
         return None
-    last = records[-1]["figures"]
-    factors = tuple(f for r in records[:-1] if (f := common_factor(last, r["figures"])) is not None)
     level_sd = math.sqrt(sum(d * d for d in levels) / len(levels) / 2.0)
     point_sd = math.sqrt(max(0.0, excess / count) / 2.0)
-    return BetweenRuns(len(runs), len(levels), level_sd, point_sd, factors, min(r["at"] for r in records))
+    return BetweenRuns(len(runs), len(levels), level_sd, point_sd, tuple(factors), min(r["at"] for r in records))
 
 
 def record_run(machine_id: str, run_key: str, points: Iterable[Point], now: float | None = None) -> BetweenRuns | None:

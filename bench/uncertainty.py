@@ -45,6 +45,13 @@ class Interval:
         """JSON-able form."""
         return asdict(self)
 
+    @property
+    def log_half_width(self) -> float | None:
+        """Half-width in log space (the larger side), or None without an interval."""
+        if not (self.lo and self.hi):
+            return None
+        return max(math.log(self.hi / self.value), math.log(self.value / self.lo))
+
     def excludes(self, x: float) -> bool:
         """Whether the interval lies wholly on one side of ``x``."""
         return self.lo is not None and self.hi is not None and (self.lo > x or self.hi < x)
@@ -98,9 +105,9 @@ def with_movement(iv: Interval | None, sd: float | None) -> Interval | None:
     figure moves by a draw of log standard deviation ``sd`` independent of its within-run error, so
     their ratio by one of sqrt(2) sd, and the log half-widths add in quadrature. Unchanged without
     ``sd`` or without an interval."""
-    if iv is None or not sd or iv.lo is None or iv.hi is None:
+    if iv is None or not sd or iv.log_half_width is None:
         return iv
-    h = math.hypot(max(math.log(iv.hi / iv.value), math.log(iv.value / iv.lo)), Z95 * math.sqrt(2.0) * sd)
+    h = math.hypot(iv.log_half_width, Z95 * math.sqrt(2.0) * sd)
     return Interval(iv.value, iv.value * math.exp(-h), iv.value * math.exp(h),
                     iv.method + ", with the machine's measured movement between runs")
 
@@ -121,7 +128,7 @@ def geomean_ratio(ratios: Sequence[Interval], shared_errors: bool) -> Interval |
         return None
     logs = [math.log(r.value) for r in ratios]
     value = math.exp(sum(logs) / len(logs))
-    halves = [max(math.log(r.hi / r.value), math.log(r.value / r.lo)) if r.hi and r.lo else None for r in ratios]
+    halves = [r.log_half_width for r in ratios]
     if any(h is None for h in halves):
         return Interval(value, None, None, "geometric mean (some ratios without interval)")
     if shared_errors:
