@@ -179,6 +179,8 @@ class Sweep:
         self.progress = progress or SweepProgress()
         self.make_pool = make_pool or (lambda cfg: WorkerPool(cfg, workdir / "logs"))
         self.points: list[Point] = []
+        # float64 references are computed where the sweep runs: on a GPU in a fraction of a second
+        self._reference_device = plan.device if plan.device.startswith("cuda") else "cpu"
 
     def _finish(self, entry: _Entry, point: Point) -> None:
         for v, key in entry.labels:
@@ -234,8 +236,8 @@ class Sweep:
         for e in todo:
             job = e.job
             for v, batch in ((job.variant, job.batch), (primer, 1)):
-                art, batches, graphs, checks, train = needs.setdefault(
-                    v.artifact_id, (VariantArtifacts(v, self.plan.seed, self.workdir), set(), set(), set(), set()))
+                art = VariantArtifacts(v, self.plan.seed, self.workdir, self._reference_device)
+                art, batches, graphs, checks, train = needs.setdefault(v.artifact_id, (art, set(), set(), set(), set()))
                 batches.add(batch)
                 if v is job.variant and job.mode == "train":
                     train.add(batch)
@@ -256,6 +258,10 @@ class Sweep:
             self.progress.step(art.v.name)
         out["primer"] = out[primer.artifact_id]
         self._primer = primer
+        if self._reference_device != "cpu":  # the workers need the GPU memory the references held
+            import torch
+
+            torch.cuda.empty_cache()
         return out
 
     def _host_config(self, runtime: str) -> HostConfig:

@@ -108,19 +108,25 @@ def reference_threads(model, inputs: list[np.ndarray]) -> int | None:
     return 1 if work < SINGLE_THREAD_FLOPS else None
 
 
-def _run_float64(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
+def _run_float64(model, inputs: list[np.ndarray], device: str = "cpu") -> list[np.ndarray]:
+    """``model`` (float64) on each input, on ``device``: float64 is IEEE double on a GPU too, and
+    there a large batch's reference takes a fraction of a second instead of minutes on the CPU."""
     import torch
 
-    with torch.no_grad(), torch_threads(reference_threads(model, inputs)):
-        return [model(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy() for x in inputs]
+    model = model.to(device)
+    threads = reference_threads(model, inputs) if device == "cpu" else None
+    with torch.no_grad(), torch_threads(threads):
+        return [model(torch.from_numpy(np.asarray(x, dtype=np.float64)).to(device)).cpu().numpy() for x in inputs]
 
 
-def reference_outputs(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Outputs of ``model`` in float64 for each input array (the model is copied, not changed)."""
-    return _run_float64(copy.deepcopy(model).cpu().eval().double(), inputs)
+def reference_outputs(model, inputs: list[np.ndarray], device: str = "cpu") -> list[np.ndarray]:
+    """Outputs of ``model`` in float64 for each input array (the model is copied, not changed),
+    computed on ``device``."""
+    return _run_float64(copy.deepcopy(model).cpu().eval().double(), inputs, device)
 
 
-def emulate(model, inputs: list[np.ndarray], precision: Precision, activations: bool = True) -> list[np.ndarray]:
+def emulate(model, inputs: list[np.ndarray], precision: Precision, activations: bool = True,
+            device: str = "cpu") -> list[np.ndarray]:
     """Outputs of ``model`` computed in float64 with ``precision``'s rounding: every conv and
     linear layer's weights and bias are rounded to it and, with ``activations``, so are its input
     and its output. Without ``activations`` only the weights are rounded (a graph whose weights
@@ -142,16 +148,16 @@ def emulate(model, inputs: list[np.ndarray], precision: Precision, activations: 
                 if activations:
                     layer.register_forward_pre_hook(lambda _m, args: (rnd(args[0]), *args[1:]))
                     layer.register_forward_hook(lambda _m, _args, out: rnd(out))
-    return _run_float64(m, inputs)
+    return _run_float64(m, inputs, device)
 
 
 def expected_error(model, inputs: list[np.ndarray], refs: list[np.ndarray], precision: Precision,
-                   activations: bool = True) -> float | None:
+                   activations: bool = True, device: str = "cpu") -> float | None:
     """The relative L2 error ``precision``'s rounding gives ``model`` on ``inputs`` (``refs``: the
     float64 outputs), or ``None`` for fp32, which is judged by ``FP32_BOUND``."""
     if precision.name == "fp32":
         return None
-    return compare(emulate(model, inputs, precision, activations), list(refs)).rel_l2
+    return compare(emulate(model, inputs, precision, activations, device), list(refs)).rel_l2
 
 
 @dataclass(frozen=True)
