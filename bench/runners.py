@@ -113,13 +113,18 @@ class EagerRunner(Runner):
         import torch
 
         self.device = ctx.device
+        exact_fp32_on_cuda(ctx.device)
         self.model = copy.deepcopy(ctx.model).to(ctx.device).eval()
         self.memory_format = torch.channels_last if ctx.channels_last else torch.contiguous_format
         if ctx.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.autocast = _autocast_dtype(ctx.precision)
-        self.cuda_graphs = ctx.cuda_graphs and ctx.device.startswith("cuda")
+        # --cuda-graphs is the eager runner's: a compiled package (AOTInductor) polls CUDA events on
+        # each call, which a capture forbids, and Inductor has graph modes of its own
+        self.cuda_graphs = ctx.cuda_graphs and ctx.device.startswith("cuda") and type(self) is EagerRunner
         self._precision_note = "fp32" if self.autocast is None else f"autocast {ctx.precision}"
+        if self.autocast is None and ctx.device.startswith("cuda"):
+            self._precision_note += " (TF32 off)"
         if ctx.channels_last:
             self._precision_note += ", channels_last"
 
@@ -140,7 +145,7 @@ class EagerRunner(Runner):
     def bind(self, x: np.ndarray) -> Callable[[], object]:
         import torch
 
-        xt = self._to_device(x)
+        xt = self._xt = self._to_device(x)  # kept: a captured graph reads this memory on every replay
         if not self.cuda_graphs:
             def run():
                 self._out = self._forward(xt)
@@ -166,13 +171,47 @@ class EagerRunner(Runner):
         return self._out.double().cpu().numpy()
 
     def close(self) -> None:
-        self.model = self._out = None
+        self.model = self._out = self._xt = None
+
+
+def exact_fp32_on_cuda(device: str) -> None:
+    """On CUDA, make fp32 convolutions and matmuls fp32: PyTorch runs cuDNN convs in TF32 by
+    default (10-bit mantissa inputs), which puts a network's fp32 outputs 1e-3 off the float64
+    reference and makes "fp32" a different precision on GPU than everywhere else. Process-wide;
+    each runtime's worker is a process of its own."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def _has_cxx_compiler() -> bool:
     import shutil
 
     return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+def _has_c_compiler() -> bool:
+    import os
+    import shutil
+
+    return bool(os.environ.get("CC")) or any(shutil.which(c) for c in ("gcc", "cc", "clang"))
+
+
+def _cuda_build_problem(what: str, needs_cxx: bool) -> str | None:
+    """Why ``what`` cannot build for CUDA here (Triton builds a C launcher; AOTInductor also
+    compiles C++ against the CUDA toolkit's headers), or None."""
+    if not _has_c_compiler():
+        return f"{what} on CUDA needs a C compiler for Triton's launcher (install gcc)"
+    if needs_cxx:
+        from torch.utils.cpp_extension import CUDA_HOME
+
+        if not _has_cxx_compiler():
+            return f"{what} on CUDA needs a C++ compiler (install g++)"
+        if CUDA_HOME is None:
+            return f"{what} on CUDA needs the CUDA toolkit's headers (set CUDA_HOME to its folder)"
+    return None
 
 
 class CompileRunner(EagerRunner):
@@ -182,7 +221,9 @@ class CompileRunner(EagerRunner):
     slow_build = True
 
     def unavailable_reason(self, device: str) -> str | None:
-        if not device.startswith("cuda") and not _has_cxx_compiler():
+        if device.startswith("cuda"):
+            return _cuda_build_problem("torch.compile", needs_cxx=False) or super().unavailable_reason(device)
+        if not _has_cxx_compiler():
             return "torch.compile on CPU needs a C++ compiler (install g++)"
         return super().unavailable_reason(device)
 
@@ -205,7 +246,9 @@ class AotiRunner(EagerRunner):
 
         if not hasattr(torch._inductor, "aoti_compile_and_package"):
             return f"this torch ({torch.__version__}) has no AOTInductor packaging"
-        if not device.startswith("cuda") and not _has_cxx_compiler():
+        if device.startswith("cuda"):
+            return _cuda_build_problem("AOTInductor", needs_cxx=True) or super().unavailable_reason(device)
+        if not _has_cxx_compiler():
             return "AOTInductor on CPU needs a C++ compiler (install g++)"
         return super().unavailable_reason(device)
 

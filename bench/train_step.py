@@ -135,12 +135,13 @@ def step_summary(loss, params, before) -> np.ndarray:
 
 
 def reference_step(model, x: np.ndarray, y: np.ndarray, family: str, perturb: float = 0.0,
-                   seed: int = 0) -> np.ndarray:
+                   seed: int = 0, device: str = "cpu") -> np.ndarray:
     """The training step in float64 from ``model``'s weights (left untouched): its ``step_summary``.
 
     The same recipe, parameter groups and SGD as the timed step; the loss is PyTorch's own
     label-smoothed cross-entropy in float64. Stochastic layers are off (see the module docstring).
-    ``perturb``: multiply every weight and input value by ``1 + perturb * U(-1, 1)`` first (seeded).
+    ``perturb``: multiply every weight and input value by ``1 + perturb * U(-1, 1)`` first (seeded,
+    drawn on the CPU so every ``device`` perturbs alike). ``device``: where the float64 step runs.
     """
     import torch
     import torch.nn.functional as F
@@ -148,30 +149,32 @@ def reference_step(model, x: np.ndarray, y: np.ndarray, family: str, perturb: fl
     from fsrt.train.schedule import make_optimizer
 
     recipe = train_recipe("fp32", len(y))
-    m = copy.deepcopy(model).double().train()
+    m = copy.deepcopy(model).double().train().to(device)
     set_stochastic(m, False)
-    xt = torch.from_numpy(x).double()
+    xt = torch.from_numpy(x).double().to(device)
     if perturb:
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for t in [*m.parameters(), xt]:
-                t.mul_(1 + perturb * (2 * torch.rand(t.shape, generator=gen, dtype=torch.float64) - 1))
+                t.mul_((1 + perturb * (2 * torch.rand(t.shape, generator=gen, dtype=torch.float64) - 1)).to(device))
     opt = make_optimizer(m, recipe, family)
     params = [p for p in m.parameters() if p.requires_grad]
     before = [p.detach().clone() for p in params]
-    loss = F.cross_entropy(m(xt), torch.from_numpy(y), label_smoothing=recipe.label_smoothing)
+    loss = F.cross_entropy(m(xt), torch.from_numpy(y).to(device), label_smoothing=recipe.label_smoothing)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return step_summary(loss.detach(), params, before)
 
 
-def reference(model, x: np.ndarray, y: np.ndarray, family: str, seed: int = 0) -> np.ndarray:
+def reference(model, x: np.ndarray, y: np.ndarray, family: str, seed: int = 0, device: str = "cpu") -> np.ndarray:
     """Rows: the float64 ``reference_step`` and its sensitivity (the larger relative change of each
-    quantity over ``PERTURBATIONS`` perturbations of weights and inputs at fp32's unit roundoff)."""
-    ref = reference_step(model, x, y, family)
+    quantity over ``PERTURBATIONS`` perturbations of weights and inputs at fp32's unit roundoff),
+    computed on ``device``."""
+    ref = reference_step(model, x, y, family, device=device)
     scale = np.where(np.abs(ref) > 0, np.abs(ref), 1.0)
-    moved = [reference_step(model, x, y, family, perturb=2.0**-24, seed=seed * 1000 + i) for i in range(PERTURBATIONS)]
+    moved = [reference_step(model, x, y, family, perturb=2.0**-24, seed=seed * 1000 + i, device=device)
+             for i in range(PERTURBATIONS)]
     return np.stack([ref, np.max([np.abs(m - ref) / scale for m in moved], axis=0)])
 
 
@@ -190,13 +193,14 @@ def step_error(out: np.ndarray, ref: np.ndarray) -> tuple[float, float, str]:
     """(max abs error, max relative error, which quantity) of a step summary against the reference
     (a ``reference`` array or its first row).
 
-    Relative per quantity (loss, gradient norm, update norm); the update is not compared when the
-    step reports that its gradient scaler skipped it (fp16 overflow at the scaler's initial scale).
+    Relative per quantity (loss, gradient norm, update norm). When the step reports that its gradient
+    scaler skipped it (fp16 overflow at the scaler's initial scale) only the loss is compared: the
+    gradients then hold the inf/nan that made it skip, and there is no update.
     """
     ref = ref[0] if ref.ndim == 2 else ref
     if out.shape != ref.shape:
         raise RuntimeError(f"training-step summary has shape {out.shape}, expected {ref.shape}")
-    n = 2 if out[3] else 3
+    n = 1 if out[3] else 3
     worst = (0.0, 0.0, QUANTITIES[0])
     for i in range(n):
         err = abs(float(out[i]) - float(ref[i])) if math.isfinite(out[i]) else math.inf
@@ -229,7 +233,7 @@ def train_files(art, batches: list[int]) -> tuple[dict[int, Path], dict[int, Pat
             x_path, _ = art.inputs(b)
             y = make_labels(art.seed, b, art.v.spec.num_classes)
             model = model or load_module(art.v.spec.to_dict(), str(art.weights()))
-            ref = reference(model, np.load(x_path), y, art.v.spec.family, art.seed)
+            ref = reference(model, np.load(x_path), y, art.v.spec.family, art.seed, art.device)
             atomic_write_bytes(y_path, _npy(y))
             atomic_write_bytes(ref_path, _npy(ref))
         labels[b], refs[b] = y_path, ref_path
@@ -248,10 +252,12 @@ class TrainStepRunner:
         """The trainer's model (train mode), optimizer, autocast dtype and gradient scaler."""
         import torch
 
+        from fsrt.bench.runners import exact_fp32_on_cuda
         from fsrt.train.amp import amp_setup
         from fsrt.train.schedule import make_optimizer
 
         self.device = torch.device(ctx.device)
+        exact_fp32_on_cuda(ctx.device)
         if ctx.precision == "fp16" and self.device.type == "cpu":
             raise FsrtError("the trainer's AMP runs bf16 on CPU (fp16 autocast is GPU-only in fsrt train); "
                             "use --precision bf16 or fp32 for CPU training steps")
@@ -348,7 +354,7 @@ class TrainStepRunner:
             raise RuntimeError("output() reads the first training step only")
         out = step_summary(self._loss, self.params, self._before)
         if self._scale0 is not None and self.scaler.get_scale() < self._scale0:
-            out[2], out[3] = math.nan, 1.0  # the scaler found inf/nan and skipped this step
+            out[1:] = math.nan, math.nan, 1.0  # the scaler found inf/nan (left in the gradients) and skipped
         self._before = None
         set_stochastic(self.model, True)
         return out

@@ -172,6 +172,25 @@ def test_runner_selection_lists_unavailable_with_reasons():
     assert [r.name for r in runners] == ["eager"] and "trt" in skipped
 
 
+def test_compiled_runtimes_on_cuda_name_the_build_tool_they_lack(monkeypatch):
+    """Triton builds a C launcher for every compiled CUDA kernel and AOTInductor compiles C++ against
+    the CUDA headers: without them compile and aoti are unavailable with the fix, not a failed build."""
+    import shutil
+
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    _, skipped = select_runners("eager,compile,aoti", "cuda")
+    assert "C compiler" in skipped["compile"] and "C compiler" in skipped["aoti"] and "eager" not in skipped
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name if name in ("gcc", "g++") else None)
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", None)
+    _, skipped = select_runners("compile,aoti", "cuda")
+    assert "compile" not in skipped and "CUDA_HOME" in skipped["aoti"]
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", "/usr/local/cuda")
+    assert select_runners("compile,aoti", "cuda")[1] == {}
+
+
 def test_sweep_end_to_end_resumes_and_checks_parity(tmp_path):
     args = ["bench", "RegNetX-200MF", "--resolution", "32", "--strategy", "w,dwr", "--sweep", "s=1,2",
             "--precision", "fp32", "--runtimes", "eager,ort,openvino,trt", "--measure-s", "0.02", "--warmup-s", "0.02",

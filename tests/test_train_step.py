@@ -117,6 +117,19 @@ def test_fp32_step_matches_the_float64_step_and_ill_conditioning_widens_the_boun
             assert train_bound("fp32", ref) > TRAIN_BOUNDS["fp32"]
 
 
+def test_a_step_the_gradient_scaler_skipped_is_judged_by_its_loss_alone():
+    """An fp16 step that overflowed leaves inf in its gradients and makes no update: its gradient and
+    update norms say nothing about the step's arithmetic, its loss does."""
+    from fsrt.bench.train_step import step_error
+
+    ref = np.array([2.5, 10.0, 0.3, 0.0])
+    assert step_error(np.array([2.5 * (1 + 4e-3), np.inf, np.nan, 1.0]), ref)[1:] == (pytest.approx(4e-3), "loss")
+    wrong = step_error(np.array([2.0, np.inf, np.nan, 1.0]), ref)
+    assert wrong[1] == pytest.approx(0.2) and wrong[2] == "loss"
+    # a step that was not skipped is judged on all three, inf gradients included
+    assert step_error(np.array([2.5, np.inf, 0.3, 0.0]), ref)[1:] == (np.inf, "gradient norm")
+
+
 # -- parity in a sweep: a wrong step is caught, an honest one is timed with its split ----------------
 def _train_sweep(tmp_path, make_train_runner):
     def points_and_windows(store, pts):
