@@ -1,29 +1,134 @@
 #!/usr/bin/env bash
-# GPU check for fsrt.kernels: run on a machine with an NVIDIA GPU from the repo root.
-#   OUT=/some/dir bash dev/gpu_check.sh
-# Needs a Python with CUDA torch + triton (PYTHON, default .venv/bin/python, else python3); fsrt is
-# installed editable without dependencies if it is not importable yet. Writes to $OUT:
-#   nvidia-smi.txt, kernels.json (auto path: ratio to cuDNN, GB/s, % copy BW, error vs cuDNN),
-#   kernels_paths.json (direct vs GEMM at batch 32 fp16: the data for GEMM_MIN_GROUP_WIDTH),
-#   kernels_nchw.json (NCHW layout at batch 32), *.log (stderr), and the exit status of each step.
+# The GPU run: every GPU path of fsrt and the figures of the GPU issue, as one prepared script for
+# one device call. Run from the repository root on a machine with an NVIDIA GPU:
+#
+#   OUT=/some/dir bash dev/gpu_check.sh                 # every phase, within DEADLINE seconds
+#   PHASES="kernels patched" OUT=... bash dev/gpu_check.sh   # some phases (a later call resumes)
+#   REHEARSAL=1 OUT=/tmp/r bash dev/gpu_check.sh       # the same orchestration on this CPU, tiny sizes
+#
+# Phases, most important first (each time-boxed; a failing phase is logged and the next one runs):
+#   setup    versions, nvidia-smi; installs carried wheels (.whl/*.whl, see below) and fsrt itself
+#   tests    tests/test_gpu.py: CUDA paths against independent ones (CPU float64, eager vs graph replay)
+#   fig2     Figure 2 of the scaling paper on the GPU: RegNetY-400MF, EfficientNet-B0, RegNetZ-500MF
+#            x dwr/dWr/w x s=1..16, fp16, batch 64, eager
+#   graphs   the same sweep with CUDA-graph replay (reuses fig2's prepared models)
+#   l2cold   RegNetY-400MF's sweep with L2 flushed before every call
+#   kernels  Triton grouped conv vs cuDNN on every grouped/depthwise layer shape of RegNetY-400MF,
+#            RegNetY-4.0GF and EfficientNet-B0, fp16, batch 32 and 128, direct and GEMM paths
+#   compile  torch.compile (Inductor) on RegNetY-400MF, dwr/dWr/w at s=1 and 16
+#   patched  RegNetY-4.0GF with the Triton kernels patched in vs unpatched, fp16, batch 32 and 128
+#   others   AOTInductor at s=1, and the runtimes this machine cannot run (ort, ort-trt, trt,
+#            openvino): each must give a parity-checked point or an "unavailable" reason
+#   train    training steps (forward, loss, backward, SGD) of RegNetY-400MF's sweep, batch 64
+# then a side-by-side report of fig2 and graphs. Everything lands in $WORK (default /tmp/fsrt-gpu,
+# kept between calls on one machine so PHASES can continue) and, after every phase, in
+# $OUT/gpu-results.tgz (databases, reports, JSON, logs: no model files), plus $OUT/status.txt.
+#
+# The device's Python (PYTHON, default python3) must have CUDA torch and triton; fsrt is installed
+# editable without dependencies. Packages fsrt needs that the device lacks travel as wheels in .whl
+# (ignored by git): fetch them here first with  bash dev/gpu_check.sh --fetch-wheels  (onnxslim).
 set -uo pipefail
+if [ "${1:-}" = "--fetch-wheels" ]; then
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl "onnxslim==0.1.98"
+  exit $?
+fi
+
 OUT="${OUT:-./gpu_out}"
-mkdir -p "$OUT"
+WORK="${WORK:-/tmp/fsrt-gpu}"
+DEADLINE="${DEADLINE:-560}"          # seconds for the whole script (a device call may run 600)
+REHEARSAL="${REHEARSAL:-0}"
+ALL="setup tests fig2 graphs l2cold kernels compile patched others train report"
+PHASES="${PHASES:-$ALL}"
 PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+[ -z "$PY" ] && { if [ "$REHEARSAL" = 1 ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi; }
+START=$(date +%s)
+RUNS="$WORK/runs" LOGS="$WORK/logs" DB="$WORK/runs/fsrt.db"
+mkdir -p "$OUT" "$RUNS" "$LOGS"
+# fsrt's machine settings, Triton's and Inductor's compiled kernels: kept in $WORK, so a later call
+# on the same machine (PHASES=...) starts warm
+export FSRT_CACHE_DIR="$WORK/cache" TRITON_CACHE_DIR="$WORK/cache/triton" \
+  TORCHINDUCTOR_CACHE_DIR="$WORK/cache/inductor" PYTHONUNBUFFERED=1
+
+if [ "$REHEARSAL" = 1 ]; then  # the same phases on a CPU: checks the script, not the GPU
+  DEV=cpu; MODELS="RegNetX-200MF EfficientNet-B0"; ONE=RegNetX-200MF; SWEEP="s=1,2"; BATCH=2
+  PREC=fp32; SIZE=(--resolution 32); THREADS=1; GRAPHS=(); COLD=(); COMPILE=eager
+  KERNELS=(--device cpu --quick); PATCHED=(--device cpu --quick)
+  export TRITON_INTERPRET=1
+else
+  DEV=cuda; MODELS="RegNetY-400MF EfficientNet-B0 RegNetZ-500MF"; ONE=RegNetY-400MF; SWEEP="s=1..16"; BATCH=64
+  PREC=fp16; SIZE=(); THREADS=4; GRAPHS=(--cuda-graphs); COLD=(--l2 cold); COMPILE=compile
+  KERNELS=(--models RegNetY-400MF,RegNetY-4.0GF,EfficientNet-B0 --batch 32,128 --dtype fp16 --paths --measure-s 0.2)
+  PATCHED=(--model RegNetY-4.0GF --batch 32,128)
 fi
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
-"$PY" -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.is_available())" \
-  > "$OUT/versions.txt" 2>&1
-if ! "$PY" -c "import fsrt.kernels" 2>/dev/null; then
-  "$PY" -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
-fi
-run() {  # name, args...
-  local name="$1"; shift
-  "$PY" dev/kernel_speed.py "$@" --out "$OUT/$name.json" > "$OUT/$name.txt" 2> "$OUT/$name.log"
-  echo "$name exit=$?" | tee -a "$OUT/status.txt"
+left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
+pack() {  # everything small that a reader needs, as one file (the device returns at most 8)
+  (cd "$WORK" && tar czf "$OUT/gpu-results.tgz.part" --exclude='*/work' logs runs 2>/dev/null \
+    && mv "$OUT/gpu-results.tgz.part" "$OUT/gpu-results.tgz")
+  cp "$LOGS/status.txt" "$OUT/status.txt" 2>/dev/null || true
 }
-run kernels --batch 1,32,64 --dtype fp16,fp32
-run kernels_paths --batch 32 --dtype fp16 --paths
-run kernels_nchw --batch 32 --dtype fp16 --layout nchw
+share_models() {  # a run folder reuses fig2's prepared models (same variants, same files)
+  mkdir -p "$RUNS/$1/work" "$RUNS/gpu-fig2/work/models"
+  [ -e "$RUNS/$1/work/models" ] || ln -s "$RUNS/gpu-fig2/work/models" "$RUNS/$1/work/models"
+}
+bench() { "$PY" -m fsrt bench --device "$DEV" --threads "$THREADS" --db "$DB" --budget-s 20 --warmup-s 0.2 "${SIZE[@]}" "$@"; }
+sweep() {  # fig2's sweep of the given models, plus the given options
+  local models="$1"; shift
+  bench $models --strategy dwr,dWr,w --sweep "$SWEEP" --batch "$BATCH" --precision "$PREC" --runtimes eager "$@"
+}
+setup() {
+  nvidia-smi || true
+  echo "nproc $(nproc); gcc $(command -v gcc); g++ $(command -v g++); nvcc $(command -v nvcc); CUDA_HOME ${CUDA_HOME:-}"
+  "$PY" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda,
+    'available', torch.cuda.is_available()); import triton; print('triton', triton.__version__)"
+  if ls .whl/*.whl > /dev/null 2>&1 && [ "$REHEARSAL" != 1 ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl
+  fi
+  export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+  if ! "$PY" -c "import fsrt.bench, fsrt.kernels" 2> /dev/null; then
+    "$PY" -m pip install -q --no-deps --no-build-isolation -e .
+  fi
+  "$PY" -c "import fsrt, fsrt.bench, fsrt.kernels, onnxslim; print('fsrt', fsrt.__version__, 'imports')"
+}
+body() {  # the commands of one phase (run as  bash dev/gpu_check.sh --body NAME  under timeout)
+  case "$1" in
+    setup) setup ;;
+    tests) "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py ;;
+    fig2) sweep "$MODELS" --out "$RUNS/gpu-fig2" --json ;;
+    graphs) sweep "$MODELS" "${GRAPHS[@]}" --out "$RUNS/gpu-graphs" --json ;;
+    l2cold) sweep "$ONE" "${COLD[@]}" --out "$RUNS/gpu-l2cold" --json ;;
+    kernels) "$PY" dev/kernel_speed.py "${KERNELS[@]}" --out "$LOGS/kernels.json" ;;
+    compile) bench "$ONE" --strategy dwr,dWr,w --sweep s=1,16 --batch "$BATCH" --precision "$PREC" \
+      --runtimes "$COMPILE" --out "$RUNS/gpu-compile" --json ;;
+    patched) "$PY" dev/patched_model_speed.py "${PATCHED[@]}" --out "$LOGS/patched.json" ;;
+    others) bench "$ONE" --strategy dWr --sweep s=1 --batch "$BATCH" --precision "$PREC" \
+      --runtimes aoti,ort,ort-trt,trt,openvino --out "$RUNS/gpu-others" --json ;;
+    train) bench "$ONE" --strategy dwr,dWr,w --sweep "$SWEEP" --batch "$BATCH" --mode train --runtimes eager \
+      --out "$RUNS/gpu-train" --json ;;
+    report) "$PY" -m fsrt report gpu-fig2 gpu-graphs --db "$DB" --out "$RUNS/gpu-fig2-vs-graphs/report" ;;
+    *) echo "unknown phase $1" >&2; return 2 ;;
+  esac
+}
+[ -d "$WORK/site" ] && export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+if [ "${1:-}" = "--body" ]; then body "$2"; exit $?; fi
+
+phase() {  # name, cap seconds: the phase's body under a time limit, logged, then packed
+  local name="$1" cap="$2"
+  case " $PHASES " in *" $name "*) ;; *) return 0 ;; esac
+  local budget; budget=$(( $(left) - 15 ))
+  [ "$budget" -lt "$cap" ] && cap="$budget"
+  if [ "$cap" -lt 20 ]; then echo "$name skipped (no time left)" | tee -a "$LOGS/status.txt"; return 0; fi
+  local t0; t0=$(date +%s)
+  timeout -k 5 "$cap" bash "$0" --body "$name" > "$LOGS/$name.txt" 2> "$LOGS/$name.log"
+  local rc=$?
+  echo "$name rc=$rc $(( $(date +%s) - t0 ))s (cap ${cap}s)" | tee -a "$LOGS/status.txt"
+  pack
+}
+echo "gpu_check $(date -u +%FT%TZ) phases: $PHASES (deadline ${DEADLINE}s, rehearsal $REHEARSAL)" >> "$LOGS/status.txt"
+for m in gpu-graphs gpu-l2cold gpu-train; do share_models "$m"; done
+declare -A CAP=([setup]=60 [tests]=60 [fig2]=170 [graphs]=90 [l2cold]=45 [kernels]=120 [compile]=110 [patched]=60
+                [others]=75 [train]=75 [report]=30)
+for name in $ALL; do phase "$name" "${CAP[$name]}"; done
+pack
+echo "done in $(( $(date +%s) - START ))s" | tee -a "$LOGS/status.txt"
+cp "$LOGS/status.txt" "$OUT/status.txt"

@@ -69,11 +69,11 @@ def layer_shapes(model_name: str, resolution: int = 224) -> list[dict]:
     return picked
 
 
-def _median_ms(fn, device: str, quick: bool) -> float:
+def _median_ms(fn, device: str, quick: bool, measure_s: float = 1.0) -> float:
     from fsrt.bench.timing import TimingConfig, measure
 
     cfg = TimingConfig(warmup_s=0.0, min_warmup=1, measure_s=0.0, min_runs=3, retries=0) if quick else \
-        TimingConfig(warmup_s=0.3, measure_s=1.0, min_runs=25, l2="cold")
+        TimingConfig(warmup_s=min(0.3, measure_s), measure_s=measure_s, min_runs=25, l2="cold")
     return measure(fn, cfg, device).stats.median_ms
 
 
@@ -91,7 +91,7 @@ def _inputs(layer: dict, batch: int, dtype, layout: str, device: str):
 
 
 def bench_case(layer: dict, batch: int, precision: str, paths: tuple[str, ...], layout: str, device: str,
-               quick: bool = False) -> dict:  # fmt: skip
+               quick: bool = False, measure_s: float = 1.0) -> dict:  # fmt: skip
     """One (layer, batch, precision) row: cuDNN and each Triton path, time, bandwidth and error."""
     import torch.nn.functional as F
 
@@ -103,7 +103,7 @@ def bench_case(layer: dict, batch: int, precision: str, paths: tuple[str, ...], 
     cudnn = lambda: F.conv2d(x, weight, None, s, p, 1, grp)
     ref = cudnn()
     nbytes = (x.numel() + weight.numel() + ref.numel()) * x.element_size()
-    t_cudnn = _median_ms(cudnn, device, quick)
+    t_cudnn = _median_ms(cudnn, device, quick, measure_s)
     cin_g = layer["c"] // grp
     row = dict(layer, batch=batch, dtype=precision, layout=layout, group_width=cin_g, auto_path=choose_path(cin_g),
                bytes=nbytes, cudnn_ms=t_cudnn, cudnn_gbs=nbytes / (t_cudnn * 1e-3) / 1e9)  # fmt: skip
@@ -111,7 +111,7 @@ def bench_case(layer: dict, batch: int, precision: str, paths: tuple[str, ...], 
         fn = lambda path=path: triton_group_conv2d(x, weight, None, s, p, grp, path=path)
         y = fn()  # autotunes on first call for this shape
         err = ((y.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-12)).item()
-        ms = _median_ms(fn, device, quick)
+        ms = _median_ms(fn, device, quick, measure_s)
         row.update({f"{path}_ms": ms, f"{path}_gbs": nbytes / (ms * 1e-3) / 1e9, f"{path}_rel_err": err,
                     f"{path}_ratio": t_cudnn / ms})
     return row
@@ -204,7 +204,8 @@ def measure_grid(args) -> dict:
     paths = ("auto", "direct", "gemm") if args.paths else ("auto",)
     layers = [lay for name in args.models.split(",") for lay in layer_shapes(name.strip(), args.resolution)]
     layers = layers[:1] if args.quick else layers
-    checks = gpu_selfcheck(args.device, SELFCHECK[:1], ("fp32",)) if args.quick else gpu_selfcheck(args.device)
+    checks = gpu_selfcheck(args.device, SELFCHECK[:1], ("fp32",)) if args.quick else \
+        gpu_selfcheck(args.device, precisions=tuple(args.precisions))  # the precisions it times
     bad = sum(not c["ok"] for c in checks)
     print(f"self-check vs float64: {len(checks) - bad}/{len(checks)} ok", file=sys.stderr)
     ceil = measure_ceilings(args.device, size=64, copy_mib=4, repeats=2) if args.quick else \
@@ -214,7 +215,7 @@ def measure_grid(args) -> dict:
         for b in args.batches:
             for prec in args.precisions:
                 use = tuple(pth for pth in paths if not (pth == "gemm" and layer["c"] // layer["groups"] < 8))
-                rows.append(bench_case(layer, b, prec, use, args.layout, args.device, args.quick))
+                rows.append(bench_case(layer, b, prec, use, args.layout, args.device, args.quick, args.measure_s))
         print(f"[{i + 1}/{len(layers)}] {layer['model']} {layer['c']}x{layer['h']} done ({time.time() - start:.0f}s)",
               file=sys.stderr)
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu (Triton interpreter)"
@@ -234,6 +235,8 @@ def _args(argv):
     ap.add_argument("--paths", action="store_true", help="also time the direct and GEMM kernels separately")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                     help="cuda (default), or cpu in Triton's interpreter (TRITON_INTERPRET=1; a smoke check)")
+    ap.add_argument("--measure-s", type=float, default=1.0,
+                    help="seconds of timed calls per kernel and shape (default 1.0; GPU medians settle in 0.2)")
     ap.add_argument("--out", default=None, help="write the JSON document to this file (atomically)")
     args = ap.parse_args(argv)
     args.models = args.models or ("RegNetX-200MF" if args.quick else DEFAULT_MODELS)

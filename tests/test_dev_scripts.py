@@ -17,7 +17,8 @@ import pytest
 from conftest import REPO, load_dev_script
 from fsrt.zoo import zoo_names
 
-SCRIPTS = ("export_speed", "scaling_speed", "complexity_speed", "report_speed", "kernel_speed", "fault_injection")
+SCRIPTS = ("export_speed", "scaling_speed", "complexity_speed", "report_speed", "kernel_speed", "patched_model_speed",
+           "fault_injection")
 
 
 def _run(name: str, capsys, *args: str) -> dict:
@@ -81,3 +82,19 @@ def test_kernel_speed_runs_interpreted_on_cpu(capsys, monkeypatch):
     (row,) = doc["results"]
     assert row["model"] == "RegNetX-200MF" and row["group_width"] == 8  # RegNetX-200MF's published g
     assert row["auto_rel_err"] < 1e-5 and row["auto_ms"] > 0
+
+
+def test_patched_model_speed_runs_interpreted_on_cpu(capsys, monkeypatch):
+    """The whole-model comparison patches RegNetX-200MF's grouped convs (one per block: 13 in its
+    published depths 1+1+4+7) and the patched network, with BN and ReLU fused into the kernels,
+    computes what the unpatched one does."""
+    from fsrt.kernels import HAVE_TRITON
+
+    if not HAVE_TRITON:
+        pytest.skip("triton is not installed (it comes with the dev extra on Linux)")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    doc = _run("patched_model_speed", capsys, "--device", "cpu")
+    assert doc["model"] == "RegNetX-200MF" and doc["patched_layers"] == 1 + 1 + 4 + 7
+    (row,) = doc["results"]
+    assert row["ok"] and row["rel_err"] < 1e-4 and row["cudnn_ms"] > 0 and row["patched_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["cudnn_ms"] / row["patched_ms"])
