@@ -113,7 +113,7 @@ class EagerRunner(Runner):
         import torch
 
         self.device = ctx.device
-        exact_fp32_on_cuda(ctx.device)
+        configure_cuda(ctx.device)
         self.model = copy.deepcopy(ctx.model).to(ctx.device).eval()
         self.memory_format = torch.channels_last if ctx.channels_last else torch.contiguous_format
         if ctx.channels_last:
@@ -123,8 +123,8 @@ class EagerRunner(Runner):
         # each call, which a capture forbids, and Inductor has graph modes of its own
         self.cuda_graphs = ctx.cuda_graphs and ctx.device.startswith("cuda") and type(self) is EagerRunner
         self._precision_note = "fp32" if self.autocast is None else f"autocast {ctx.precision}"
-        if self.autocast is None and ctx.device.startswith("cuda"):
-            self._precision_note += " (TF32 off)"
+        if ctx.device.startswith("cuda"):
+            self._precision_note += (" (TF32 off)" if self.autocast is None else "") + ", cuDNN autotuned"
         if ctx.channels_last:
             self._precision_note += ", channels_last"
 
@@ -174,16 +174,20 @@ class EagerRunner(Runner):
         self.model = self._out = self._xt = None
 
 
-def exact_fp32_on_cuda(device: str) -> None:
-    """On CUDA, make fp32 convolutions and matmuls fp32: PyTorch runs cuDNN convs in TF32 by
-    default (10-bit mantissa inputs), which puts a network's fp32 outputs 1e-3 off the float64
-    reference and makes "fp32" a different precision on GPU than everywhere else. Process-wide;
-    each runtime's worker is a process of its own."""
+def configure_cuda(device: str) -> None:
+    """On CUDA, set PyTorch's backend as a measurement needs it. fp32 convolutions and matmuls are
+    fp32: PyTorch runs cuDNN convs in TF32 by default (10-bit mantissa inputs), which puts a
+    network's fp32 outputs 1e-3 off the float64 reference and makes "fp32" a different precision on
+    GPU than everywhere else. cuDNN picks each conv's algorithm by timing the candidates on its
+    first call (``cudnn.benchmark``, as timm's and pycls's benchmarks run), which the warm-up and the
+    parity call do before any timed call (its heuristic pick, the default, is not always the
+    fastest). Process-wide; each runtime's worker is a process of its own."""
     if device.startswith("cuda"):
         import torch
 
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
 
 
 def _has_cxx_compiler() -> bool:

@@ -252,12 +252,12 @@ class TrainStepRunner:
         """The trainer's model (train mode), optimizer, autocast dtype and gradient scaler."""
         import torch
 
-        from fsrt.bench.runners import exact_fp32_on_cuda
+        from fsrt.bench.runners import configure_cuda
         from fsrt.train.amp import amp_setup
         from fsrt.train.schedule import make_optimizer
 
         self.device = torch.device(ctx.device)
-        exact_fp32_on_cuda(ctx.device)
+        configure_cuda(ctx.device)
         if ctx.precision == "fp16" and self.device.type == "cpu":
             raise FsrtError("the trainer's AMP runs bf16 on CPU (fp16 autocast is GPU-only in fsrt train); "
                             "use --precision bf16 or fp32 for CPU training steps")

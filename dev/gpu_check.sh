@@ -26,7 +26,10 @@
 #
 # The device's Python (PYTHON, default python3) must have CUDA torch and triton; fsrt is installed
 # editable without dependencies. Packages fsrt needs that the device lacks travel as wheels in .whl
-# (ignored by git): fetch them here first with  bash dev/gpu_check.sh --fetch-wheels  (onnxslim).
+# (ignored by git): fetch them here first with  bash dev/gpu_check.sh --fetch-wheels  (onnxslim), and
+# have the device call carry the folder .whl. On this workplace's device tool the whole GPU run is
+#   run(command="bash dev/gpu_check.sh", carry=[".whl"], timeout_s=600)   ($OUT is set there)
+# and a second call on the still-warm machine can finish what the deadline cut: PHASES="..." again.
 set -uo pipefail
 if [ "${1:-}" = "--fetch-wheels" ]; then
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
