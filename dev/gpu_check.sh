@@ -30,6 +30,7 @@
 # have the device call carry the folder .whl. On this workplace's device tool the whole GPU run is
 #   run(command="bash dev/gpu_check.sh", carry=[".whl"], timeout_s=600)   ($OUT is set there)
 # and a second call on the still-warm machine can finish what the deadline cut: PHASES="..." again.
+# Back here: mkdir R; tar xzf gpu-results.tgz -C R; python dev/gpu_tables.py R  prints the note's tables.
 set -uo pipefail
 if [ "${1:-}" = "--fetch-wheels" ]; then
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

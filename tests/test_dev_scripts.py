@@ -12,13 +12,14 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO, load_dev_script
 from fsrt.zoo import zoo_names
 
 SCRIPTS = ("export_speed", "scaling_speed", "complexity_speed", "report_speed", "kernel_speed", "patched_model_speed",
-           "fault_injection")
+           "gpu_tables", "fault_injection")
 
 
 def _run(name: str, capsys, *args: str) -> dict:
@@ -98,3 +99,31 @@ def test_patched_model_speed_runs_interpreted_on_cpu(capsys, monkeypatch):
     (row,) = doc["results"]
     assert row["ok"] and row["rel_err"] < 1e-4 and row["cudnn_ms"] > 0 and row["patched_ms"] > 0
     assert row["speedup"] == pytest.approx(row["cudnn_ms"] / row["patched_ms"])
+
+
+def test_gpu_tables_reads_a_gpu_runs_results(tmp_path, capsys):
+    """Per base model and over all models, r of latency against each metric over distinct measured
+    points (a failed point and a point listed under a second strategy left out), and each CUDA-graph
+    point over the eager point of the same model, strategy and s."""
+    def point(model, strategy, s, flops, acts, ms, status="ok"):
+        return dict(model=model, strategy=strategy, s=s, runtime="eager", mode="infer", precision="fp16", batch=64,
+                    flops=flops, params=flops // 100, acts=acts, latency_ms=ms, status=status)
+
+    flops, acts = [4e8, 8e8, 8.1e8, 16e8], [4e6, 5e6, 9e6, 7e6]
+    names = ["A", "A@dwr:s=2", "A@w:s=2", "A@w:s=4"]
+    fig2 = [point(n, "w" if "w:" in n else "dwr", 1, f, a, a * 2e-6) for n, f, a in zip(names, flops, acts)]
+    fig2 += [dict(fig2[0], strategy="w"), point("A@dwr:s=4", "dwr", 4, 9e8, 1e7, None, "parity_failed")]
+    graphs = [dict(p, latency_ms=p["latency_ms"] * 0.8) for p in fig2[:4]]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name, pts in (("fig2", fig2), ("graphs", graphs)):
+        (logs / f"{name}.txt").write_text(json.dumps({"points": pts, "unavailable": {"trt": "not installed"}}))
+    code = load_dev_script("gpu_tables").main([str(tmp_path), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    a_row = next(r for r in doc["figure2"] if r["run"] == "fig2" and r["model"] == "A")
+    assert a_row["n"] == 4 and a_row["acts"] == pytest.approx(1.0)  # latency is 2 ns per activation
+    assert a_row["flops"] == pytest.approx(np.corrcoef(flops, acts)[0, 1])
+    assert [r["ratio"] for r in doc["effects"]] == [pytest.approx(0.8)] * 4
+    assert doc["runs"][0]["unavailable"] == {"trt": "not installed"}
+    assert load_dev_script("gpu_tables").main([str(tmp_path / "missing")]) == 2
