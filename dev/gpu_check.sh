@@ -17,9 +17,10 @@
 #            RegNetY-4.0GF and EfficientNet-B0, fp16, batch 32 and 128, direct and GEMM paths
 #   compile  torch.compile (Inductor) on RegNetY-400MF, dwr/dWr/w at s=1 and 16
 #   patched  RegNetY-4.0GF with the Triton kernels patched in vs unpatched, fp16, batch 32 and 128
-#   others   AOTInductor at s=1, and the runtimes this machine cannot run (ort, ort-trt, trt,
-#            openvino): each must give a parity-checked point or an "unavailable" reason
+#   others   the runtimes this machine cannot run (ort, ort-trt, trt, openvino) beside eager: each
+#            must give a parity-checked point or an "unavailable" reason
 #   train    training steps (forward, loss, backward, SGD) of RegNetY-400MF's sweep, batch 64
+#   aoti     AOTInductor at s=1 (export and a C++ build per model: last, it is the slowest)
 # then a side-by-side report of fig2 and graphs. Everything lands in $WORK (default /tmp/fsrt-gpu,
 # kept between calls on one machine so PHASES can continue) and, after every phase, in
 # $OUT/gpu-results.tgz (databases, reports, JSON, logs: no model files), plus $OUT/status.txt.
@@ -42,7 +43,7 @@ OUT="${OUT:-./gpu_out}"
 WORK="${WORK:-/tmp/fsrt-gpu}"
 DEADLINE="${DEADLINE:-560}"          # seconds for the whole script (a device call may run 600)
 REHEARSAL="${REHEARSAL:-0}"
-ALL="setup tests fig2 graphs l2cold kernels compile patched others train report"
+ALL="setup tests fig2 graphs l2cold kernels compile patched others train aoti report"
 PHASES="${PHASES:-$ALL}"
 PY="${PYTHON:-}"
 [ -z "$PY" ] && { if [ "$REHEARSAL" = 1 ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi; }
@@ -106,7 +107,9 @@ body() {  # the commands of one phase (run as  bash dev/gpu_check.sh --body NAME
       --runtimes "$COMPILE" --out "$RUNS/gpu-compile" --json ;;
     patched) "$PY" dev/patched_model_speed.py "${PATCHED[@]}" --out "$LOGS/patched.json" ;;
     others) bench "$ONE" --strategy dWr --sweep s=1 --batch "$BATCH" --precision "$PREC" \
-      --runtimes aoti,ort,ort-trt,trt,openvino --out "$RUNS/gpu-others" --json ;;
+      --runtimes eager,ort,ort-trt,trt,openvino --out "$RUNS/gpu-others" --json ;;
+    aoti) bench "$ONE" --strategy dWr --sweep s=1 --batch "$BATCH" --precision "$PREC" \
+      --runtimes aoti --out "$RUNS/gpu-aoti" --json ;;
     train) bench "$ONE" --strategy dwr,dWr,w --sweep "$SWEEP" --batch "$BATCH" --mode train --runtimes eager \
       --out "$RUNS/gpu-train" --json ;;
     report) "$PY" -m fsrt report gpu-fig2 gpu-graphs --db "$DB" --out "$RUNS/gpu-fig2-vs-graphs/report" ;;
@@ -129,9 +132,10 @@ phase() {  # name, cap seconds: the phase's body under a time limit, logged, the
   pack
 }
 echo "gpu_check $(date -u +%FT%TZ) phases: $PHASES (deadline ${DEADLINE}s, rehearsal $REHEARSAL)" >> "$LOGS/status.txt"
-for m in gpu-graphs gpu-l2cold gpu-train; do share_models "$m"; done
+for m in gpu-graphs gpu-l2cold gpu-compile gpu-others gpu-train gpu-aoti; do share_models "$m"; done
 declare -A CAP=([setup]=60 [tests]=60 [fig2]=170 [graphs]=90 [l2cold]=45 [kernels]=120 [compile]=110 [patched]=60
-                [others]=75 [train]=75 [report]=30)
+                [others]=40 [train]=75 [aoti]=90
+                [report]=30)
 for name in $ALL; do phase "$name" "${CAP[$name]}"; done
 pack
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$LOGS/status.txt"

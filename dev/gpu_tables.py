@@ -1,7 +1,7 @@
 """The tables of a GPU run's note, from ``dev/gpu_check.sh``'s results (gpu-results.tgz, unpacked).
 
 Reads RESULTS/logs: each bench phase's ``fsrt bench --json`` document (fig2, graphs, l2cold,
-compile, others, train), kernels.json, patched.json and setup.txt, and prints Markdown:
+compile, others, train, aoti), kernels.json, patched.json and setup.txt, and prints Markdown:
 
 - Figure 2: Pearson r (linear scale, as the scaling paper) of latency against flops, params and
   acts, per run and model over its measured scaled versions, and over all of the run's models;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from devcli import emit, fail, parser
 
-BENCH_PHASES = ("fig2", "graphs", "l2cold", "compile", "others", "train")
+BENCH_PHASES = ("fig2", "graphs", "l2cold", "compile", "others", "train", "aoti")
 METRICS = ("flops", "params", "acts")
 
 
