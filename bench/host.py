@@ -77,7 +77,10 @@ class JobHost:
 
     def __init__(self, cfg: HostConfig, make_runner: Callable[[str], Runner] | None = None,
                  make_train_runner: Callable[[str], object] | None = None):
+        from fsrt.device import use_device
+
         self.cfg = cfg
+        use_device(cfg.device)  # timing, memory and L2 figures read the current CUDA device
         self.make_runner = make_runner or _registered_runner
         self.make_train_runner = make_train_runner or _train_runner
         self.jobs: dict[str, tuple[Runner, Callable[[], object], Callable[[], float]]] = {}

@@ -95,7 +95,8 @@ def _cuda_timer(fn: Callable[[], object], cfg: TimingConfig) -> Callable[[], flo
 
     flush = None
     if cfg.l2 == "cold":
-        l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 64 * 2**20) or 64 * 2**20
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        l2 = getattr(props, "L2_cache_size", 64 * 2**20) or 64 * 2**20
         flush = torch.empty(2 * l2 // 4, dtype=torch.float32, device="cuda")
 
     def time_one() -> float:

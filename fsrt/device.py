@@ -28,4 +28,19 @@ def resolve_device(name: str, local_rank: int | None = None):
         raise FsrtError(f"--device {text} but torch sees no CUDA GPU; use --device cpu (or auto)")
     if text == "cuda" and local_rank is not None:
         text = f"cuda:{local_rank}"
-    return torch.device(text)
+    dev = torch.device(text)
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise FsrtError(f"--device {text} but torch sees {torch.cuda.device_count()} CUDA GPU(s), "
+                        f"numbered from 0; use --device cuda:0 (or set CUDA_VISIBLE_DEVICES)")
+    return dev
+
+
+def use_device(device: str) -> None:
+    """Make ``device`` PyTorch's current CUDA device when it names one (``cuda:N``): synchronize,
+    CUDA events, memory statistics and device properties read the current device, which must be
+    the one the work runs on. A no-op for ``cpu`` and for an index-less ``cuda`` (already current)."""
+    text = str(device)
+    if text.startswith("cuda:"):
+        import torch
+
+        torch.cuda.set_device(int(text.split(":", 1)[1]))

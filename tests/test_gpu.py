@@ -95,3 +95,13 @@ def test_cuda_peak_memory_counts_at_least_the_weights_moved_in():
         on_gpu = model.to("cuda")
     assert peak.kind == CUDA_KIND and weight_bytes <= peak.peak_bytes < 4 * weight_bytes + 2**22
     del on_gpu
+
+
+def test_a_gpu_index_past_the_visible_ones_is_a_one_line_error():
+    from fsrt.device import resolve_device
+    from fsrt.errors import FsrtError
+
+    n = torch.cuda.device_count()
+    assert resolve_device(f"cuda:{n - 1}") == torch.device(f"cuda:{n - 1}")
+    with pytest.raises(FsrtError, match=f"torch sees {n} CUDA GPU"):
+        resolve_device(f"cuda:{n}")

@@ -107,7 +107,7 @@ def _question(base, target_flops, runtime, precision, batch, threads_text, devic
     from fsrt.bench.runners import select_runners
     from fsrt.commands.bench import _threads
     from fsrt.complexity import complexity
-    from fsrt.device import resolve_device
+    from fsrt.device import resolve_device, use_device
     from fsrt.errors import FsrtError
     from fsrt.precision import get_precision
     from fsrt.sizes import human, parse_count
@@ -122,6 +122,7 @@ def _question(base, target_flops, runtime, precision, batch, threads_text, devic
         raise FsrtError(f"--resolution must be at least 8 pixels, got {resolution}")
     prec = get_precision(precision).name
     dev = str(resolve_device(device))
+    use_device(dev)
     name = runtime.strip().lower()
     if name in ("auto", "all") or "," in name:
         raise FsrtError(f"--runtime takes one runtime name, got {runtime!r}")

@@ -178,11 +178,12 @@ def command(models, threads_text, out_dir, db_path, no_report, as_json, device, 
     if out_dir.exists() and not out_dir.is_dir():
         raise FsrtError(f"--out {out_dir} is a file; give a folder for the run")
     from fsrt.bench.precision_support import parse_precisions, resolve_precisions
-    from fsrt.device import resolve_device
+    from fsrt.device import resolve_device, use_device
 
     threads = _threads(threads_text)
     requested = parse_precisions(opts["precision"])
     dev = str(resolve_device(device))
+    use_device(dev)  # the coordinator's ceilings and references run on it too
     if opts["cuda_graphs"] and not dev.startswith("cuda"):
         raise FsrtError(f"--cuda-graphs replays a CUDA graph and needs a GPU, but the device is {dev}; drop it "
                         "or use --device cuda")
