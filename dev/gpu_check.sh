@@ -13,8 +13,9 @@
 #            x dwr/dWr/w x s=1..16, fp16, batch 64, eager
 #   graphs   the same sweep with CUDA-graph replay (reuses fig2's prepared models)
 #   l2cold   RegNetY-400MF's sweep with L2 flushed before every call
-#   kernels  Triton grouped conv vs cuDNN on every grouped/depthwise layer shape of RegNetY-400MF,
-#            RegNetY-4.0GF and EfficientNet-B0, fp16, batch 32 and 128, direct and GEMM paths
+#   kernels  Triton grouped conv vs cuDNN on every grouped/depthwise layer shape of RegNetY-400MF (group
+#            width 8), RegNetY-1.6GF (24), RegNetY-4.0GF (64) and EfficientNet-B0 (depthwise), fp16,
+#            batch 32 and 128, direct and GEMM paths timed apart (the data for GEMM_MIN_GROUP_WIDTH)
 #   compile  torch.compile (Inductor) on RegNetY-400MF, dwr/dWr/w at s=1 and 16
 #   patched  RegNetY-4.0GF with the Triton kernels patched in vs unpatched, fp16, batch 32 and 128
 #   others   the runtimes this machine cannot run (ort, ort-trt, trt, openvino) beside eager: each
@@ -63,7 +64,8 @@ if [ "$REHEARSAL" = 1 ]; then  # the same phases on a CPU: checks the script, no
 else
   DEV=cuda; MODELS="RegNetY-400MF EfficientNet-B0 RegNetZ-500MF"; ONE=RegNetY-400MF; SWEEP="s=1..16"; BATCH=64
   PREC=fp16; SIZE=(); THREADS=4; GRAPHS=(--cuda-graphs); COLD=(--l2 cold); COMPILE=compile
-  KERNELS=(--models RegNetY-400MF,RegNetY-4.0GF,EfficientNet-B0 --batch 32,128 --dtype fp16 --paths --measure-s 0.2)
+  KERNELS=(--models RegNetY-400MF,RegNetY-1.6GF,RegNetY-4.0GF,EfficientNet-B0 --batch 32,128 --dtype fp16 --paths
+           --measure-s 0.2)
   PATCHED=(--model RegNetY-4.0GF --batch 32,128)
 fi
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
@@ -133,7 +135,7 @@ phase() {  # name, cap seconds: the phase's body under a time limit, logged, the
 }
 echo "gpu_check $(date -u +%FT%TZ) phases: $PHASES (deadline ${DEADLINE}s, rehearsal $REHEARSAL)" >> "$LOGS/status.txt"
 for m in gpu-graphs gpu-l2cold gpu-compile gpu-others gpu-train gpu-aoti; do share_models "$m"; done
-declare -A CAP=([setup]=60 [tests]=60 [fig2]=170 [graphs]=90 [l2cold]=45 [kernels]=120 [compile]=110 [patched]=60
+declare -A CAP=([setup]=60 [tests]=60 [fig2]=170 [graphs]=90 [l2cold]=45 [kernels]=140 [compile]=110 [patched]=60
                 [others]=40 [train]=75 [aoti]=90
                 [report]=30)
 for name in $ALL; do phase "$name" "${CAP[$name]}"; done
