@@ -9,6 +9,7 @@ it was asked to do.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -127,3 +128,26 @@ def test_gpu_tables_reads_a_gpu_runs_results(tmp_path, capsys):
     assert [r["ratio"] for r in doc["effects"]] == [pytest.approx(0.8)] * 4
     assert doc["runs"][0]["unavailable"] == {"trt": "not installed"}
     assert load_dev_script("gpu_tables").main([str(tmp_path / "missing")]) == 2
+
+
+def test_gpu_check_has_a_body_for_every_phase_and_rehearses_on_cpu(tmp_path):
+    """The GPU run's script, in its CPU rehearsal: the chosen phases run (others: eager measured beside
+    the runtimes this machine cannot run, each with its reason), the rest are not started, and the
+    archive that comes back holds the phase's JSON document."""
+    import re
+    import tarfile
+
+    text = (REPO / "dev" / "gpu_check.sh").read_text()
+    phases = re.search(r'^ALL="([^"]+)"', text, re.M).group(1).split()
+    bodies = set(re.findall(r"^    ([a-z0-9]+)\) ", text, re.M))
+    assert phases[:3] == ["setup", "tests", "fig2"] and set(phases) <= bodies
+    env = {**os.environ, "REHEARSAL": "1", "PHASES": "setup others", "WORK": str(tmp_path / "work"),
+           "OUT": str(tmp_path / "out"), "PYTHON": sys.executable, "DEADLINE": "300"}
+    res = subprocess.run(["bash", "dev/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr
+    status = (tmp_path / "out" / "status.txt").read_text()
+    assert "setup rc=0" in status and "others rc=0" in status and "fig2" not in status.split("\n", 1)[1]
+    with tarfile.open(tmp_path / "out" / "gpu-results.tgz") as tar:
+        doc = json.load(tar.extractfile("logs/others.txt"))
+    assert {p["runtime"] for p in doc["points"] if p["status"] in ("ok", "unstable")} >= {"eager", "ort"}
+    assert "TensorRT" in doc["unavailable"]["trt"]
