@@ -59,7 +59,7 @@ class VariantFiles:
 
 class VariantArtifacts:
     """Builds (once) and caches the files of one variant in ``workdir``; its float64 references are
-    computed on ``device`` (the sweep's: a GPU computes a large batch's in a fraction of a second)."""
+    computed on ``device`` (the sweep's, so a GPU sweep does not wait on its CPU for them)."""
 
     def __init__(self, v: Variant, seed: int, workdir: Path, device: str = "cpu"):
         self.v, self.seed, self.dir, self.device = v, seed, workdir / "models", device

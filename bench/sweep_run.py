@@ -179,8 +179,6 @@ class Sweep:
         self.progress = progress or SweepProgress()
         self.make_pool = make_pool or (lambda cfg: WorkerPool(cfg, workdir / "logs"))
         self.points: list[Point] = []
-        # float64 references are computed where the sweep runs: on a GPU in a fraction of a second
-        self._reference_device = plan.device if plan.device.startswith("cuda") else "cpu"
 
     def _finish(self, entry: _Entry, point: Point) -> None:
         for v, key in entry.labels:
@@ -236,7 +234,7 @@ class Sweep:
         for e in todo:
             job = e.job
             for v, batch in ((job.variant, job.batch), (primer, 1)):
-                art = VariantArtifacts(v, self.plan.seed, self.workdir, self._reference_device)
+                art = VariantArtifacts(v, self.plan.seed, self.workdir, self.plan.device)  # references run there
                 art, batches, graphs, checks, train = needs.setdefault(v.artifact_id, (art, set(), set(), set(), set()))
                 batches.add(batch)
                 if v is job.variant and job.mode == "train":
@@ -258,7 +256,7 @@ class Sweep:
             self.progress.step(art.v.name)
         out["primer"] = out[primer.artifact_id]
         self._primer = primer
-        if self._reference_device != "cpu":  # the workers need the GPU memory the references held
+        if self.plan.device.startswith("cuda"):  # the workers need the GPU memory the references held
             import torch
 
             torch.cuda.empty_cache()

@@ -109,8 +109,8 @@ def reference_threads(model, inputs: list[np.ndarray]) -> int | None:
 
 
 def _run_float64(model, inputs: list[np.ndarray], device: str = "cpu") -> list[np.ndarray]:
-    """``model`` (float64) on each input, on ``device``: float64 is IEEE double on a GPU too, and
-    there a large batch's reference takes a fraction of a second instead of minutes on the CPU."""
+    """``model`` (float64) on each input, on ``device``: float64 is IEEE double on a GPU too, where a
+    large batch's reference does not cost the tens of seconds it takes on a few CPU cores."""
     import torch
 
     model = model.to(device)
