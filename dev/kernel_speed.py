@@ -178,6 +178,12 @@ def _table(doc: dict) -> None:
     Console().print(f"copy bandwidth {doc['copy_gbs']:.0f} GB/s; summary {doc['summary']}")
 
 
+def add_device_option(ap) -> None:
+    """``--device``: cuda, or cpu in Triton's interpreter (the scripts that time fsrt's kernels)."""
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                    help="cuda (default), or cpu in Triton's interpreter (TRITON_INTERPRET=1; a smoke check)")
+
+
 def _device_problem(device: str) -> str | None:
     """Why the kernels cannot be timed on ``device`` (one line with the fix), or ``None``."""
     import torch
@@ -225,7 +231,7 @@ def measure_grid(args) -> dict:
 
 
 def _args(argv):
-    ap = parser(__doc__)
+    ap = parser(__doc__, out=True)
     ap.add_argument("--models", default=None, help=f"zoo models to take layers from (default {DEFAULT_MODELS}; "
                                                    "--quick: the first layer of RegNetX-200MF at 32 px)")
     ap.add_argument("--batch", default=None, help="batch sizes (default 1,32,64; --quick: 1)")
@@ -233,11 +239,9 @@ def _args(argv):
     ap.add_argument("--layout", choices=["cl", "nchw"], default="cl",
                     help="memory format of input and weight (channels-last is what fast inference uses)")
     ap.add_argument("--paths", action="store_true", help="also time the direct and GEMM kernels separately")
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
-                    help="cuda (default), or cpu in Triton's interpreter (TRITON_INTERPRET=1; a smoke check)")
+    add_device_option(ap)
     ap.add_argument("--measure-s", type=float, default=1.0,
                     help="seconds of timed calls per kernel and shape (default 1.0; GPU medians settle in 0.2)")
-    ap.add_argument("--out", default=None, help="write the JSON document to this file (atomically)")
     args = ap.parse_args(argv)
     args.models = args.models or ("RegNetX-200MF" if args.quick else DEFAULT_MODELS)
     args.batch = args.batch or ("1" if args.quick else "1,32,64")
@@ -260,13 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         return fail(f"bad --dtype {args.dtype!r} or --batch {args.batch!r} (e.g. --dtype fp16,fp32 --batch 1,32)")
     doc = measure_grid(args)
-    if args.out:
-        import json
-
-        from fsrt.io import atomic_write_text
-
-        atomic_write_text(args.out, json.dumps(doc, indent=1))
-    emit(doc, args.json, _table)
+    emit(doc, args.json, _table, args.out)
     bad = [c for c in doc["selfcheck"] if not c["ok"]] + [r for r in doc["results"]
                                                             if r["auto_rel_err"] > TOLERANCE[r["dtype"]]]
     if bad:

@@ -22,6 +22,7 @@ import statistics
 import sys
 
 from devcli import emit, fail, parser
+from kernel_speed import _device_problem, add_device_option
 
 TOLERANCE = {"fp16": 5e-2, "bf16": 1e-1, "fp32": 1e-3}  # max error over the output scale, whole network
 
@@ -115,15 +116,13 @@ def _table(doc: dict) -> None:
 
 
 def _args(argv):
-    ap = parser(__doc__)
+    ap = parser(__doc__, out=True)
     ap.add_argument("--model", default=None, help="zoo model (default RegNetY-4.0GF; --quick: RegNetX-200MF at 32 px)")
     ap.add_argument("--batch", default=None, help="batch sizes (default 32; --quick: 1)")
     ap.add_argument("--dtype", default=None, choices=sorted(TOLERANCE), help="precision (default fp16; --quick: fp32)")
     ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 7; --quick: 1)")
     ap.add_argument("--measure-s", type=float, default=None, help="timed seconds per round and copy (default 0.3)")
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
-                    help="cuda (default), or cpu in Triton's interpreter (TRITON_INTERPRET=1; a smoke check)")
-    ap.add_argument("--out", default=None, help="write the JSON document to this file (atomically)")
+    add_device_option(ap)
     args = ap.parse_args(argv)
     args.model = args.model or ("RegNetX-200MF" if args.quick else "RegNetY-4.0GF")
     args.batch = args.batch or ("1" if args.quick else "32")
@@ -137,8 +136,6 @@ def _args(argv):
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: ``python dev/patched_model_speed.py``; exit 1 when the outputs disagree."""
     args = _args(argv)
-    from kernel_speed import _device_problem
-
     problem = _device_problem(args.device)
     if problem:
         return fail(problem)
@@ -149,13 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         return fail(f"bad --batch {args.batch!r} or --rounds {args.rounds} (e.g. --batch 32,128 --rounds 7)")
     doc = measure_model(args)
-    if args.out:
-        import json
-
-        from fsrt.io import atomic_write_text
-
-        atomic_write_text(args.out, json.dumps(doc, indent=1))
-    emit(doc, args.json, _table)
+    emit(doc, args.json, _table, args.out)
     bad = [r for r in doc["results"] if not r["ok"]]
     if bad:
         return fail(f"{len(bad)} batches' patched outputs differ from cuDNN's beyond {TOLERANCE[args.dtype]:g}", 1)
